@@ -1,0 +1,1 @@
+"""Evaluation: the scoring engine, aggregation, results records and the analysis."""

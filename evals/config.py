@@ -1,0 +1,22 @@
+"""`EvalConfig`: how a model's eval jobs are scored (the datasets, formats and shots live in the spec)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["faithful", "fixed"] = Field(
+        "fixed", description="faithful: the study's scoring and data quirks; fixed: corrected."
+    )
+    batch_size: int = Field(16, ge=1, description="Requests per forward pass.")
+    max_new_tokens: int = Field(60, ge=1, description="Greedy generation length.")
+    max_length: int = Field(2048, ge=8, description="Context budget; k-shot prefixes drop shots to fit.")
+    limit: int | None = Field(None, ge=1, description="Score only the first N examples of each eval set.")
+    bootstrap_resamples: int = Field(3000, ge=10, description="Bootstrap resamples for std and CI.")
+    bootstrap_seed: int = Field(1234, description="Seed of the bootstrap (recorded in every result).")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU.")

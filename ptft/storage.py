@@ -1,0 +1,117 @@
+"""Storage helpers: one code path for local folders and object stores (`s3://`, `gs://`).
+
+Writes are atomic: a local write goes to a temp file in the same folder and is renamed into place;
+an object-store write is a single PUT, which stores see whole or not at all. Markers are written last
+by the callers, so a crash never leaves a result that looks done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+_REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    return str(path).startswith(_REMOTE_SCHEMES)
+
+
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """Join path parts; works for local paths and URIs alike."""
+    out = str(base).rstrip("/")
+    for part in parts:
+        out = f"{out}/{str(part).strip('/')}"
+    return out
+
+
+def _filesystem(path: str):
+    import pyarrow.fs as pafs
+
+    fs, inner = pafs.FileSystem.from_uri(path)
+    return fs, inner
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    path = str(path)
+    if is_remote(path):
+        fs, inner = _filesystem(path)
+        with fs.open_output_stream(inner) as out:
+            out.write(data)
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def atomic_write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
+
+
+def exists(path: str | os.PathLike) -> bool:
+    path = str(path)
+    if is_remote(path):
+        import pyarrow.fs as pafs
+
+        fs, inner = _filesystem(path)
+        return fs.get_file_info(inner).type != pafs.FileType.NotFound
+    return os.path.exists(path)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    path = str(path)
+    if is_remote(path):
+        fs, inner = _filesystem(path)
+        with fs.open_input_stream(inner) as f:
+            return f.read()
+    return Path(path).read_bytes()
+
+
+def read_text(path: str | os.PathLike) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(read_text(path))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    return [json.loads(line) for line in read_text(path).splitlines() if line.strip()]
+
+
+def list_dir(path: str | os.PathLike) -> list[str]:
+    """Names directly under `path` (empty when it does not exist)."""
+    path = str(path)
+    if is_remote(path):
+        import pyarrow.fs as pafs
+
+        fs, inner = _filesystem(path)
+        infos = fs.get_file_info(pafs.FileSelector(inner, allow_not_found=True))
+        return sorted(os.path.basename(i.path) for i in infos)
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+def makedirs(path: str | os.PathLike) -> None:
+    if not is_remote(path):
+        os.makedirs(str(path), exist_ok=True)

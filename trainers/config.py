@@ -1,0 +1,31 @@
+"""`TrainConfig`: the hyperparameters of one fine-tuning trial (everything but the lr and the data).
+
+Defaults are the study's recipe (STUDY.md §4): 3 epochs, micro-batch 1 x grad-accum 8, max length 2048,
+AdamW with weight decay 0, linear decay with warmup ratio 0.03, seed 42, ZeRO stage 3, bf16 on GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(3, ge=1, description="Passes over the training subset.")
+    batch_size: int = Field(1, ge=1, description="Micro-batch per worker.")
+    grad_accum: int = Field(8, ge=1, description="Micro-batches per optimizer step.")
+    max_length: int = Field(2048, ge=8, description="Tokens per sequence; longer examples are truncated and counted.")
+    seed: int = Field(42, description="Seed for init-free randomness: sampler order, dropout.")
+    warmup_ratio: float = Field(0.03, ge=0.0, lt=1.0, description="Linear warmup steps = int(ratio x total).")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    grad_clip: float | None = Field(1.0, gt=0.0, description="Gradient-norm clipping; null disables it.")
+    zero_stage: Literal[0, 1, 2, 3] = Field(3, description="DeepSpeed ZeRO stage.")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU.")
+    packing: bool = Field(False, description="Pack several examples per sequence (no cross-example leakage).")
+    checkpoint_every: int | None = Field(None, ge=1, description="Checkpoint every N optimizer steps (and at the end).")
+    val_size: int = Field(200, ge=0, description="Held-out training rows for validation loss (lr selection).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after N optimizer steps (tests, smoke runs).")
+    log_every: int = Field(10, ge=1, description="Report metrics every N optimizer steps.")
