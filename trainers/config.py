@@ -27,5 +27,12 @@ class TrainConfig(BaseModel):
     packing: bool = Field(False, description="Pack several examples per sequence (no cross-example leakage).")
     checkpoint_every: int | None = Field(None, ge=1, description="Checkpoint every N optimizer steps (and at the end).")
     val_size: int = Field(200, ge=0, description="Held-out training rows for validation loss (lr selection).")
-    max_steps: int | None = Field(None, ge=1, description="Stop after N optimizer steps (tests, smoke runs).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after N optimizer steps (tests, smoke runs); the lr schedule spans the shortened run.")
     log_every: int = Field(10, ge=1, description="Report metrics every N optimizer steps.")
+    val_every: int | None = Field(
+        None, ge=1, description="Validation loss every N optimizer steps; null: at every report (log_every).")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas (torch defaults).")
+    adam_eps: float = Field(1e-8, gt=0.0, description="AdamW epsilon (torch default).")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    peak_flops: float | None = Field(
+        None, gt=0.0, description="Per-device peak FLOP/s for MFU; null: look the device up in the table.")

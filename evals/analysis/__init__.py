@@ -1,0 +1,21 @@
+"""The analysis layer: result records -> transfer, forgetting, format sensitivity, curves, group averages.
+
+    from evals.analysis import analyze, write_outputs
+    analysis = analyze(records)              # raises DuplicateRecordError on repeated keys
+    write_outputs(analysis, "out/")          # CSVs, PNGs, report.html
+    log_to_wandb(analysis, "my-project")     # offline unless WANDB_API_KEY is set
+
+The study's published tables come in through `import_study_table`; a ptft grid through `read_grid_records`.
+"""
+
+from evals.analysis.core import Analysis, analyze, write_outputs
+from evals.analysis.frame import MAIN_STEP, DuplicateRecordError, check_duplicates, read_grid_records
+from evals.analysis.groups import GROUPS
+from evals.analysis.study_import import ImportReport, import_study_table, parse_eval_name, parse_model_id
+from evals.analysis.wandb_log import log_to_wandb
+
+__all__ = [
+    "GROUPS", "MAIN_STEP", "Analysis", "DuplicateRecordError", "ImportReport", "analyze", "check_duplicates",
+    "import_study_table", "log_to_wandb", "parse_eval_name", "parse_model_id", "read_grid_records",
+    "write_outputs",
+]

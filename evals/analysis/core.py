@@ -1,0 +1,137 @@
+"""The analysis of one results table: `analyze(records)` -> `Analysis`; `write_outputs` puts it in a folder."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from evals.analysis import groups as groups_mod
+from evals.analysis import matrices
+from evals.analysis.frame import MAIN_STEP, check_duplicates, records_frame
+from evals.results import ResultRecord
+from ptft import storage
+
+CHANCE_MARGIN = 0.02  # base within this much of chance (or below) is "at chance"
+
+
+@dataclass
+class Analysis:
+    """Every table of one analysis, plus the counts the report states (nothing is dropped silently)."""
+
+    records: list[ResultRecord]
+    results: pd.DataFrame
+    transfer: pd.DataFrame
+    transfer_mean: pd.DataFrame
+    forgetting: pd.DataFrame
+    format_sensitivity: pd.DataFrame
+    groups: pd.DataFrame
+    curves: pd.DataFrame
+    counts: dict[str, int]
+    primary_shots: dict[str, int]  # per source: the shot count its figures use (the most common)
+    notes: list[str] = field(default_factory=list)
+    title: str = "ptft analysis"
+    main_step: int = MAIN_STEP
+    chance_margin: float = CHANCE_MARGIN
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The CSV tables by file stem (results, transfer, transfer_mean, forgetting, ...)."""
+        return {"results": self.results, "transfer": self.transfer, "transfer_mean": self.transfer_mean,
+                "forgetting": self.forgetting, "format_sensitivity": self.format_sensitivity,
+                "groups": self.groups, "curves": self.curves}
+
+
+def _primary_shots(records: Sequence[ResultRecord]) -> dict[str, int]:
+    by_source: dict[str, Counter] = {}
+    for r in records:
+        # fine-tuned records decide (they are what Δ is about); base-only sources fall back to theirs
+        weight = 1000 if r.model_kind == "finetuned" else 1
+        by_source.setdefault(r.source, Counter())[r.shots] += weight
+    return {source: counts.most_common(1)[0][0] for source, counts in by_source.items()}
+
+
+def _counts(records: Sequence[ResultRecord], transfer: pd.DataFrame, forgetting: pd.DataFrame,
+            fmt: pd.DataFrame, groups: pd.DataFrame) -> dict[str, int]:
+    status = Counter(transfer["status"])
+    used_base = {tuple(row) for row in transfer.loc[transfer["status"].isin(["ok", "missing_finetuned"]),
+                                                      list(matrices.BASE_MATCH)].itertuples(index=False)}
+    base = [r for r in records if r.model_kind == "base"]
+    unused_base = sum(1 for r in base if tuple(getattr(r, f) for f in matrices.BASE_MATCH) not in used_base)
+    return {
+        "records": len(records),
+        "records_base": len(base),
+        "records_finetuned": len(records) - len(base),
+        "transfer_cells": len(transfer),
+        "transfer_ok": status.get("ok", 0),
+        "transfer_missing_finetuned": status.get("missing_finetuned", 0),
+        "transfer_missing_base": status.get("missing_base", 0),
+        "transfer_missing_both": status.get("missing_both", 0),
+        "base_records_without_finetuned_partner": unused_base,
+        "forgetting_cells": len(forgetting),
+        "forgetting_cells_missing": int(forgetting["delta"].isna().sum()),
+        "forgetting_negative": int((forgetting["forgetting"] < 0).sum()),
+        "forgetting_flagged_base_at_chance": int(forgetting["base_at_chance"].astype(bool).sum()),
+        "forgetting_flagged_label_artifact": int(forgetting["label_artifact"].astype(bool).sum()),
+        "format_rows": len(fmt),
+        "format_rows_single_format": int(fmt["spread"].isna().sum()),
+        "format_missing_format_cells": int(fmt["n_formats_missing"].sum()) if len(fmt) else 0,
+        "group_rows": len(groups),
+        "group_rows_empty": int((groups["n"] == 0).sum()),
+    }
+
+
+def analyze(records: Sequence[ResultRecord], *, main_step: int = MAIN_STEP, chance_margin: float = CHANCE_MARGIN,
+            notes: Sequence[str] = (), title: str = "ptft analysis") -> Analysis:
+    """Compute every table from result records.
+
+    Raises `DuplicateRecordError` if two records share a `ResultRecord.key()`. Missing cells become NaN
+    rows with a status and are counted in `Analysis.counts`; nothing is dropped.
+    """
+    records = list(records)
+    check_duplicates(records)
+    transfer = matrices.transfer_table(records, main_step)
+    forgetting = matrices.forgetting_table(transfer, chance_margin)
+    fmt = matrices.format_sensitivity_table(records, main_step)
+    group_rows = groups_mod.group_table(transfer, main_step)
+    return Analysis(
+        records=records,
+        results=records_frame(records, main_step),
+        transfer=transfer,
+        transfer_mean=matrices.transfer_mean_table(transfer),
+        forgetting=forgetting,
+        format_sensitivity=fmt,
+        groups=group_rows,
+        curves=matrices.curves_table(records, main_step),
+        counts=_counts(records, transfer, forgetting, fmt, group_rows),
+        primary_shots=_primary_shots(records),
+        notes=list(notes),
+        title=title,
+        main_step=main_step,
+        chance_margin=chance_margin,
+    )
+
+
+def write_outputs(analysis: Analysis, out_dir: str, figures: dict[str, bytes] | None = None) -> dict[str, str]:
+    """Write the CSVs, the PNGs and `report.html` into `out_dir` (local or s3://, gs://), each atomically.
+
+    Returns file name -> path. The report is written last, so a present report means a complete folder.
+    """
+    from evals.analysis import plots, report  # matplotlib only when writing
+
+    storage.makedirs(out_dir)
+    written: dict[str, str] = {}
+    for stem, table in analysis.tables().items():
+        path = storage.join(out_dir, f"{stem}.csv")
+        storage.atomic_write_text(path, table.to_csv(index=False))
+        written[f"{stem}.csv"] = path
+    figures = plots.all_figures(analysis) if figures is None else figures
+    for name, png in figures.items():
+        path = storage.join(out_dir, name)
+        storage.atomic_write_bytes(path, png)
+        written[name] = path
+    path = storage.join(out_dir, "report.html")
+    storage.atomic_write_text(path, report.render_report(analysis, figures))
+    written["report.html"] = path
+    return written

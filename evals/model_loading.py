@@ -1,0 +1,108 @@
+"""Loading a causal LM (hub id + revision, or a local directory) and its tokenizer for scoring."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+class ModelLoadError(RuntimeError):
+    """The model or its tokenizer could not be loaded; the message names the model and revision."""
+
+
+def _describe(path_or_id: str, revision: str | None) -> str:
+    return f"model {path_or_id!r} (revision {revision or 'default'!r})"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for scoring, with what the engine needs to know about it."""
+
+    model: Any  # transformers PreTrainedModel, in eval mode
+    tokenizer: Any
+    device: Any  # torch.device
+    dtype: Any  # torch.dtype
+    max_length: int  # the most tokens one sequence may hold (context + continuation)
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        for candidate in (tok.pad_token_id, tok.eos_token_id, 0):
+            if candidate is not None:
+                return int(candidate)
+        return 0
+
+    @property
+    def eos_id(self) -> int | None:
+        return self.tokenizer.eos_token_id
+
+
+def resolve_device(device: str | None = None):
+    """`device` as given, else cuda when available, else cpu."""
+    import torch
+
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(precision: str, device) -> Any:
+    """auto: bf16 on GPU, fp32 on CPU (bf16 matmuls are slow and lossy on most CPUs)."""
+    import torch
+
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_tokenizer(path_or_id: str, revision: str | None = None):
+    """The model's tokenizer; `ModelLoadError` naming the model when it cannot be loaded."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path_or_id, revision=revision)
+    except Exception as exc:  # hub, file and config errors all mean the same to the caller
+        raise ModelLoadError(f"could not load the tokenizer of {_describe(path_or_id, revision)}: {exc}") from exc
+
+
+def load_model(path_or_id: str, revision: str | None = None, precision: str = "auto",
+               device: str | None = None, max_length: int = 2048, tokenizer=None) -> LoadedModel:
+    """Load a causal LM for inference; `ModelLoadError` naming the model and revision on any failure."""
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path_or_id, revision)
+    dev = resolve_device(device)
+    dtype = resolve_dtype(precision, dev)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path_or_id, revision=revision, dtype=dtype)
+    except Exception as exc:
+        raise ModelLoadError(f"could not load {_describe(path_or_id, revision)}: {exc}") from exc
+    model.to(dev)
+    model.eval()
+    positions = getattr(model.config, "max_position_embeddings", None) or max_length
+    return LoadedModel(model=model, tokenizer=tokenizer, device=dev, dtype=dtype,
+                       max_length=min(max_length, int(positions)))
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".model", ".txt")
+
+
+def weights_hash(directory: str, chunk_bytes: int = 1 << 24) -> str:
+    """sha256 over a local model directory's weight, config and tokenizer files (names and contents).
+
+    The cache key of a local model must change when the weights change, whatever the folder is called.
+    """
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith(".") or not name.endswith(_WEIGHT_SUFFIXES):
+                continue
+            path = os.path.join(root, name)
+            digest.update(os.path.relpath(path, directory).encode("utf-8") + b"\0")
+            with open(path, "rb") as f:
+                while chunk := f.read(chunk_bytes):
+                    digest.update(chunk)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,143 @@
+"""Training checkpoints (DeepSpeed, per rank), the exported model, the manifest and the COMPLETED marker.
+
+A training checkpoint is a DeepSpeed checkpoint directory: every rank writes its own ZeRO shards and its
+own RNG state, rank 0 writes the module states with our `client_state` (step, sampler position, token
+counters) and the `latest` pointer. The final output is a plain Hugging Face model directory (ZeRO-3
+shards gathered), a manifest, and a COMPLETED marker written last, all through `ptft.storage`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+import ptft
+from ptft import storage
+
+COMPLETED = "COMPLETED"
+MANIFEST = "manifest.json"
+MODEL_DIR = "model"
+_TAG_PREFIX = "step_"
+
+
+def has_checkpoint(directory: str | None) -> bool:
+    """Whether `directory` holds a DeepSpeed checkpoint (its `latest` pointer)."""
+    return bool(directory) and os.path.isfile(os.path.join(directory, "latest"))
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training_state(engine: Any, directory: str, step: int, client_state: dict[str, Any],
+                        keep_only_latest: bool = True) -> str:
+    """Save a DeepSpeed checkpoint on every rank (collective); returns the tag.
+
+    With `keep_only_latest`, older tags in `directory` are removed once the new one is complete.
+    """
+    tag = f"{_TAG_PREFIX}{step}"
+    engine.save_checkpoint(directory, tag=tag, client_state=client_state)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    torch.save(_rng_state(), os.path.join(directory, tag, f"rng_state_rank{rank}.pt"))
+    if dist.is_initialized():
+        dist.barrier()
+    if keep_only_latest and rank == 0:
+        for name in os.listdir(directory):
+            if name.startswith(_TAG_PREFIX) and name != tag:
+                shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    return tag
+
+
+def load_training_state(engine: Any, directory: str) -> dict[str, Any]:
+    """Load the latest DeepSpeed checkpoint in `directory` (collective); returns our client_state."""
+    load_path, client_state = engine.load_checkpoint(directory)
+    if load_path is None:
+        raise RuntimeError(f"DeepSpeed could not load the checkpoint in {directory}")
+    tag = Path(directory, "latest").read_text().strip()
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    rng_file = os.path.join(directory, tag, f"rng_state_rank{rank}.pt")
+    if os.path.exists(rng_file):
+        _set_rng_state(torch.load(rng_file, weights_only=False))
+    return client_state or {}
+
+
+def export_model(engine: Any, tokenizer: Any, output_dir: str, zero_stage: int) -> str | None:
+    """Write the consolidated Hugging Face model + tokenizer to `output_dir/model` (collective).
+
+    Under ZeRO-3 the parameter shards are gathered first; the saved weights are the module's (bf16 on
+    GPU, exact fp32 on CPU). Returns the model path on rank 0, None elsewhere.
+    """
+    import deepspeed
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    module = engine.module
+    with tempfile.TemporaryDirectory(prefix="ptft-export-") as local:
+        params = list(module.parameters()) if zero_stage == 3 else []
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=zero_stage == 3):
+            if rank == 0:
+                module.save_pretrained(local, safe_serialization=True)
+                tokenizer.save_pretrained(local)
+        if rank == 0:
+            publish_dir(local, storage.join(output_dir, MODEL_DIR))
+    if dist.is_initialized():
+        dist.barrier()
+    return storage.join(output_dir, MODEL_DIR) if rank == 0 else None
+
+
+def publish_dir(local_dir: str, dest: str) -> None:
+    """Copy a finished local directory to `dest` so it appears whole (local rename, or one PUT per file)."""
+    if storage.is_remote(dest):
+        for root, _, files in os.walk(local_dir):
+            for name in files:
+                rel = os.path.relpath(os.path.join(root, name), local_dir)
+                storage.atomic_write_bytes(storage.join(dest, rel), Path(root, name).read_bytes())
+        return
+    parent = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-model-", dir=parent)
+    shutil.copytree(local_dir, staging, dirs_exist_ok=True)
+    if os.path.exists(dest):  # left by a run that died before its COMPLETED marker
+        shutil.rmtree(dest)
+    os.replace(staging, dest)
+
+
+def read_completed(output_dir: str) -> dict[str, Any] | None:
+    """The stored manifest when `output_dir` has a COMPLETED marker, else None."""
+    if not storage.exists(storage.join(output_dir, COMPLETED)):
+        return None
+    return storage.read_json(storage.join(output_dir, MANIFEST))
+
+
+def write_manifest_and_marker(output_dir: str, manifest: dict[str, Any]) -> None:
+    """Manifest first, marker last: a crash in between leaves a run that is not done."""
+    storage.atomic_write_json(storage.join(output_dir, MANIFEST), manifest)
+    storage.atomic_write_json(storage.join(output_dir, COMPLETED), {"trial_id": manifest.get("trial_id")})
+
+
+def code_version() -> str:
+    """ptft's version plus the git commit of the source tree when there is one."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{ptft.__version__}+g{sha}" if sha else ptft.__version__

@@ -1,0 +1,404 @@
+"""The SFT recipe: one function per worker, `train_worker(job, reporter)`, read top to bottom.
+
+It runs as a single process, under `torchrun` (`torchrun --nproc_per_node N -m trainers.sft job.json`),
+or inside a Ray Train worker (`trainers.ray_adapter`). Steps:
+
+1. done already?  an output_dir with COMPLETED returns its manifest at once;
+2. distributed setup (gloo on CPU, nccl on GPU; reuses a process group that Ray or a test made);
+3. data: `tasks.training_set` -> validation split -> tokens and labels -> rows (packed or not) -> sampler;
+4. model and DeepSpeed engine (ZeRO stage, precision, AdamW, linear warmup/decay, all from TrainConfig);
+5. resume from the reporter's checkpoint: weights, optimizer, scheduler, sampler position, RNG;
+6. the loop: grad_accum micro-batches per optimizer step, reports (loss, lr, tokens/s, MFU, memory,
+   validation loss) and checkpoints on their cadence, a checkpoint at the end;
+7. export: consolidated HF model + tokenizer, manifest, COMPLETED marker (last).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainers.checkpointing import (
+    code_version,
+    export_model,
+    has_checkpoint,
+    load_training_state,
+    read_completed,
+    save_training_state,
+    write_manifest_and_marker,
+)
+from trainers.collate import Batch, EpochSampler, collate, plan_rows
+from trainers.config import TrainConfig
+from trainers.deepspeed_config import (
+    build_client_optimizer,
+    deepspeed_config,
+    linear_warmup_schedule,
+    parameter_groups,
+    warmup_steps,
+)
+from trainers.examples import IGNORE_INDEX, ExampleSet, TokenizedExample, build_examples, split_validation
+from trainers.loss import loss_sum_and_count
+from trainers.metrics import FlopsModel, ThroughputMeter, peak_flops_for, peak_memory_bytes, throughput_metrics
+
+log = logging.getLogger(__name__)
+
+
+class TrainJob(BaseModel):
+    """Everything one trial's workers need; serialisable, so Ray and torchrun can ship it as JSON."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trial_id: str
+    cell_id: str
+    model: str = Field(description="Hub id or local directory of the starting checkpoint.")
+    revision: str | None = Field(None, description="Hub revision (branch); None for a local directory.")
+    dataset: str = Field(description="tasks registry name, e.g. 'mnli'.")
+    fmt: str = Field("default", description="Training prompt format.")
+    data_mode: Literal["faithful", "fixed"] = "fixed"
+    data_source: str = Field("hub", description="'hub', 'mini', or a folder of <task>/<split>.jsonl.")
+    data_limit: int | None = Field(None, ge=1, description="Cap on rendered rows (smoke runs).")
+    lr: float = Field(gt=0.0)
+    config: TrainConfig = Field(default_factory=TrainConfig)
+    output_dir: str = Field(description="Final model, manifest.json and COMPLETED go here.")
+    checkpoint_dir: str | None = Field(None, description="Bare runs: DeepSpeed checkpoints (default <output_dir>/checkpoints).")
+    resume: bool = Field(True, description="Bare runs: continue from checkpoint_dir when it holds a checkpoint.")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    output_dir: str
+    manifest: dict[str, Any]
+    skipped: bool = False  # True: the output_dir was already COMPLETED
+
+
+class Reporter(Protocol):
+    """Where a worker reports metrics and checkpoints, and where it finds one to resume from."""
+
+    def resume_dir(self) -> contextlib.AbstractContextManager[str | None]: ...
+
+    def checkpoint_dir(self) -> contextlib.AbstractContextManager[str]: ...
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None: ...
+
+
+class LocalReporter:
+    """Bare runs: checkpoints live in `job.checkpoint_dir`; rank 0 logs one JSON line per report."""
+
+    def __init__(self, job: TrainJob) -> None:
+        self.job = job
+        self.directory = job.checkpoint_dir or os.path.join(job.output_dir, "checkpoints")
+        self.history: list[dict[str, Any]] = []
+
+    @contextlib.contextmanager
+    def resume_dir(self) -> Iterator[str | None]:
+        yield self.directory if self.job.resume and has_checkpoint(self.directory) else None
+
+    @contextlib.contextmanager
+    def checkpoint_dir(self) -> Iterator[str]:
+        yield self.directory
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        self.history.append(metrics)
+        if _rank() == 0:
+            print(json.dumps({"trial_id": self.job.trial_id, **metrics}), flush=True)
+
+
+@dataclass
+class TrainState:
+    """What the loop needs to continue exactly where it stopped (saved as DeepSpeed client_state)."""
+
+    step: int = 0
+    micro_index: int = 0  # micro-batches consumed: the sampler's position across epochs
+    real_tokens: int = 0
+    padded_tokens: int = 0
+    target_tokens: int = 0
+    train_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    rows: list[list[TokenizedExample]]
+    val: ExampleSet
+    train: ExampleSet
+    checksum: str
+    template_version: str
+
+
+def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult:
+    """Run (or resume, or skip) one trial on this worker; every rank calls it with the same job."""
+    done = read_completed(job.output_dir)
+    if done is not None:
+        return TrainResult(job.output_dir, done, skipped=True)
+    cfg = job.config
+    reporter = reporter or LocalReporter(job)
+
+    from deepspeed.accelerator import get_accelerator
+
+    on_gpu = get_accelerator().device_name() == "cuda"
+    rank, world_size = _setup_distributed(on_gpu)
+    _seed_everything(cfg.seed)
+
+    # Data. Every rank builds the same rows; the sampler picks each rank's share.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(job.model, revision=job.revision)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    data = load_training_data(job, tokenizer)
+    sampler = EpochSampler(len(data.rows), cfg.batch_size, world_size, rank, cfg.seed)
+    total_steps = cfg.epochs * sampler.micro_batches_per_epoch // cfg.grad_accum
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    if total_steps < 1:
+        raise ValueError(f"{len(data.rows)} rows give no full optimizer step of {cfg.grad_accum} micro-batches")
+
+    # Model and engine.
+    import deepspeed
+
+    model = AutoModelForCausalLM.from_pretrained(job.model, revision=job.revision, dtype=torch.float32)
+    model.config.use_cache = False
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    flops_model = FlopsModel.from_model(model)  # before ZeRO-3 partitions the parameters
+    ds_config = deepspeed_config(cfg, lr=job.lr, world_size=world_size, on_gpu=on_gpu)
+    groups = parameter_groups(model, cfg.weight_decay)
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=groups,
+        optimizer=None if on_gpu else build_client_optimizer(groups, cfg, job.lr),
+        lr_scheduler=linear_warmup_schedule(total_steps, warmup_steps(cfg, total_steps)),
+        config=ds_config,
+    )
+    peak = cfg.peak_flops or (peak_flops_for(torch.cuda.get_device_name()) if on_gpu else None)
+
+    # Resume.
+    state = TrainState()
+    with reporter.resume_dir() as resume_from:
+        if resume_from is not None:
+            client_state = load_training_state(engine, resume_from)
+            state = TrainState(**client_state["train_state"])
+            log.info("resumed at step %d (micro-batch %d)", state.step, state.micro_index)
+
+    # The loop.
+    meter = ThroughputMeter(flops_model)
+    window_loss, window_steps = 0.0, 0
+    val_every = cfg.val_every or cfg.log_every
+    metrics: dict[str, Any] = {}
+    engine.train()
+    while state.step < total_steps:
+        lr = engine.get_lr()[0]
+        meter.start()
+        step_loss = 0.0
+        for _ in range(cfg.grad_accum):
+            batch = collate([data.rows[i] for i in sampler.micro_batch(state.micro_index)], pad_id)
+            batch = batch.to(engine.device)
+            loss_sum, count = loss_sum_and_count(engine, batch)
+            loss = loss_sum / count.clamp(min=1)  # token mean per micro-batch, as open-instruct
+            engine.backward(loss)
+            engine.step()  # DeepSpeed steps the optimizer and the schedule on the last micro-batch only
+            step_loss += loss.item() / cfg.grad_accum
+            meter.add(batch.example_lengths, batch.padded_tokens, int(count))
+            state.micro_index += 1
+        meter.stop()
+        state.step += 1
+        window_loss += step_loss
+        window_steps += 1
+
+        last = state.step == total_steps
+        save = last or (cfg.checkpoint_every is not None and state.step % cfg.checkpoint_every == 0)
+        if not (save or state.step % cfg.log_every == 0):
+            continue
+        metrics = _step_metrics(engine, state, meter, window_loss, window_steps, lr, world_size, peak,
+                                sampler)
+        if last or state.step % val_every == 0:
+            metrics["val_loss"] = validation_loss(engine, data.val.examples, pad_id, cfg.batch_size)
+        meter.reset()
+        window_loss, window_steps = 0.0, 0
+        if save:
+            with reporter.checkpoint_dir() as directory:
+                save_training_state(engine, directory, state.step, _client_state(state, sampler))
+                reporter.report(metrics, checkpoint_dir=directory)
+        else:
+            reporter.report(metrics)
+
+    # Export: model, manifest, marker (last).
+    export_model(engine, tokenizer, job.output_dir, cfg.zero_stage)
+    manifest = _manifest(job, data, metrics, state, total_steps, world_size, ds_config)
+    if rank == 0:
+        write_manifest_and_marker(job.output_dir, manifest)
+    if dist.is_initialized():
+        dist.barrier()
+    return TrainResult(job.output_dir, manifest)
+
+
+def load_training_data(job: TrainJob, tokenizer: Any) -> TrainingData:
+    """Render the task, split validation rows off with the seed, tokenize both, plan the training rows."""
+    import tasks
+
+    cfg = job.config
+    rendered = tasks.training_set(job.dataset, job.fmt, job.data_mode, source=job.data_source,
+                                  limit=job.data_limit)
+    train_rendered, val_rendered = split_validation(rendered.examples, cfg.val_size, cfg.seed)
+    train = build_examples(train_rendered, tokenizer, cfg.max_length)
+    val = build_examples(val_rendered, tokenizer, cfg.max_length)
+    plan = plan_rows([len(e) for e in train.examples], cfg.max_length, cfg.packing, cfg.seed)
+    rows = [[train.examples[i] for i in row] for row in plan]
+    return TrainingData(rows, val, train, rendered.checksum,
+                        tasks.template_version(job.dataset, job.fmt, job.data_mode))
+
+
+@torch.no_grad()
+def validation_loss(engine: Any, examples: tuple[TokenizedExample, ...], pad_id: int,
+                    batch_size: int) -> float | None:
+    """Token-mean loss over the validation examples, sharded over ranks (collective; None if no examples).
+
+    Every rank runs the same number of forward passes (ZeRO-3 gathers parameters collectively); a rank
+    that runs out of examples repeats one with all labels ignored.
+    """
+    if not examples:
+        return None
+    rank, world_size = _rank(), _world_size()
+    mine = list(examples[rank::world_size])
+    n_batches = math.ceil(math.ceil(len(examples) / world_size) / batch_size)
+    blank = TokenizedExample("", examples[0].input_ids, (IGNORE_INDEX,) * len(examples[0]))
+    mine += [blank] * (n_batches * batch_size - len(mine))
+    engine.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=engine.device)
+    for b in range(n_batches):
+        batch = collate([[e] for e in mine[b * batch_size:(b + 1) * batch_size]], pad_id).to(engine.device)
+        loss_sum, count = loss_sum_and_count(engine, batch)
+        total += torch.stack([loss_sum.double(), count.double()])
+    engine.train()
+    if dist.is_initialized():
+        dist.all_reduce(total)
+    return (total[0] / total[1]).item()
+
+
+def _step_metrics(engine: Any, state: TrainState, meter: ThroughputMeter, window_loss: float,
+                  window_steps: int, lr: float, world_size: int, peak: float | None,
+                  sampler: EpochSampler) -> dict[str, Any]:
+    """Metrics of the window since the last report, summed (tokens, FLOPs) or maxed (time) over ranks."""
+    device = engine.device
+    sums = torch.tensor([window_loss, meter.real_tokens, meter.padded_tokens, meter.target_tokens, meter.flops],
+                        dtype=torch.float64, device=device)
+    seconds = torch.tensor([meter.seconds], dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(sums)
+        dist.all_reduce(seconds, op=dist.ReduceOp.MAX)  # ranks step in lockstep: the slowest sets the pace
+    loss_sum, real, padded, targets, flops = sums.tolist()
+    state.real_tokens += int(real)
+    state.padded_tokens += int(padded)
+    state.target_tokens += int(targets)
+    state.train_seconds += seconds.item()
+    grad_norm = engine.get_global_grad_norm()
+    return {
+        "step": state.step,
+        "epoch": state.micro_index / sampler.micro_batches_per_epoch,
+        "loss": loss_sum / world_size / window_steps,
+        "lr": lr,
+        "grad_norm": float(grad_norm) if grad_norm is not None else None,
+        **throughput_metrics(real, padded, flops, seconds.item(), world_size, peak),
+        "peak_memory_bytes": peak_memory_bytes(),
+        "tokens_seen": state.real_tokens,
+        "target_tokens_seen": state.target_tokens,
+    }
+
+
+def _client_state(state: TrainState, sampler: EpochSampler) -> dict[str, Any]:
+    epoch, position = sampler.position(state.micro_index)
+    return {"train_state": dataclasses.asdict(state), "sampler": {"epoch": epoch, "position": position,
+                                                                   "seed": sampler.seed}}
+
+
+def _manifest(job: TrainJob, data: TrainingData, metrics: dict[str, Any], state: TrainState,
+              total_steps: int, world_size: int, ds_config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trial_id": job.trial_id,
+        "cell_id": job.cell_id,
+        "lr": job.lr,
+        "job": job.model_dump(mode="json"),
+        "metrics": metrics,
+        "val_loss": metrics.get("val_loss"),
+        "steps": {"total": total_steps, "done": state.step, "micro_batches": state.micro_index},
+        "tokens": {"real": state.real_tokens, "padded": state.padded_tokens, "target": state.target_tokens,
+                   "train_seconds": state.train_seconds},
+        "data": {"checksum": data.checksum, "template_version": data.template_version,
+                 "train": data.train.counts, "val": data.val.counts, "rows": len(data.rows)},
+        "world_size": world_size,
+        "deepspeed_config": ds_config,
+        "code_version": code_version(),
+        "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def _setup_distributed(on_gpu: bool) -> tuple[int, int]:
+    """Join the process group that torchrun/Ray/a test made, or make a one-process one.
+
+    Without RANK/WORLD_SIZE/MASTER_* in the environment DeepSpeed falls back to MPI discovery (mpi4py),
+    so a bare single process gets those defaults.
+    """
+    if not dist.is_initialized():
+        for key, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                           "MASTER_ADDR": "127.0.0.1"}.items():
+            os.environ.setdefault(key, value)
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        if on_gpu:
+            torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="nccl" if on_gpu else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trainers.sft JOB.json` (or under torchrun): run one trial from a serialised TrainJob."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m trainers.sft JOB.json", file=sys.stderr)
+        return 2
+    with open(args[0]) as f:
+        job = TrainJob.model_validate_json(f.read())
+    result = train_worker(job)
+    if _rank() == 0:
+        print(json.dumps({"output_dir": result.output_dir, "skipped": result.skipped,
+                          "val_loss": result.manifest.get("val_loss")}))
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
