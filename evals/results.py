@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 from ptft import storage
 
@@ -80,7 +81,7 @@ class ResultRecord:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "ResultRecord":
+    def from_dict(cls, row: dict[str, Any]) -> ResultRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(row) - names
         if unknown:

@@ -68,13 +68,22 @@ def model_params(model_id: str, declared: int | None, base_dir: str = ".") -> in
     return None
 
 
+def _split_size(task, split: str | None) -> int | None:
+    return (getattr(task, "split_sizes", None) or {}).get(split) if split else None
+
+
 def _train_rows(task) -> int:
-    if task.train_subset_size:
-        return task.train_subset_size
-    total = getattr(task, "train_size", None)
+    total = _split_size(task, task.train_split)
     if task.train_subset_fraction and total:
         return int(total * task.train_subset_fraction)
-    return task.eval_size or 0
+    if task.train_subset_size:
+        return min(task.train_subset_size, total) if total else task.train_subset_size
+    return total or 0
+
+
+def _eval_rows(task, mode: str) -> int:
+    size = _split_size(task, task.eval_split.get(mode))
+    return size if size is not None else (task.eval_size or 0)
 
 
 def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: float | None = None) -> Estimate:
@@ -104,7 +113,7 @@ def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: f
     limit = spec.eval.limit
     for job in plan.eval_jobs:
         task = tasks.get_task(job.eval_dataset)
-        examples = min(task.eval_size or 0, limit) if limit else (task.eval_size or 0)
+        examples = min(_eval_rows(task, job.mode), limit) if limit else _eval_rows(task, job.mode)
         context = min(task.tokens_per_example * (job.shots + 1), spec.eval.max_length)
         generated = spec.eval.max_new_tokens if task.task_type in GENERATION_TYPES else 0
         eval_tokens += examples * (context + generated)

@@ -182,11 +182,11 @@ class TrainSpec(TrainConfig):
             wanted = entry.formats if entry.formats is not None else self.formats
             if entry.formats is not None:
                 _check_formats(entry.formats, where=f"datasets[{i}].formats")
-            missing = [f for f in wanted if f not in task.formats]
+            missing = [f for f in wanted if not task.supports(f, self.mode)]
             if missing:
                 raise ValueError(
-                    f"datasets[{i}]: dataset {entry.name!r} has no format(s) {missing} (it has "
-                    f"{list(task.formats)}); set datasets[{i}].formats"
+                    f"datasets[{i}]: dataset {entry.name!r} has no format(s) {missing} in {self.mode} mode "
+                    f"(it has {_supported(task, self.mode)}); set datasets[{i}].formats"
                 )
         return self
 
@@ -204,6 +204,10 @@ class TrainSpec(TrainConfig):
 
     def epochs_for(self, entry: TrainDataset) -> int:
         return entry.epochs if entry.epochs is not None else self.epochs
+
+
+def _supported(task, mode: str) -> list[str]:
+    return [f for f in _formats() if task.supports(f, mode)]
 
 
 def _check_formats(value: list[str], where: str | None = None) -> list[str]:
@@ -270,12 +274,12 @@ class EvalSpec(EvalConfig):
             if entry.formats is not None:
                 _check_formats(entry.formats, where=f"datasets[{i}].formats")
                 task = _task(entry.name)
-                missing = [f for f in entry.formats if f not in task.formats]
+                missing = [f for f in entry.formats if not task.supports(f, self.mode)]
                 if missing:
                     raise ValueError(f"datasets[{i}]: dataset {entry.name!r} has no format(s) {missing} "
-                                     f"(it has {list(task.formats)})")
+                                     f"in {self.mode} mode (it has {_supported(task, self.mode)})")
         for fmt in self.formats:
-            if not any(fmt in _task(d.name).formats for d in self.datasets if d.formats is None):
+            if not any(_task(d.name).supports(fmt, self.mode) for d in self.datasets if d.formats is None):
                 if all(d.formats is not None for d in self.datasets):
                     break
                 raise ValueError(f"formats: no eval dataset supports format {fmt!r}")
@@ -295,9 +299,9 @@ class EvalSpec(EvalConfig):
             if entry.formats is not None:
                 chosen += [(entry.name, f) for f in entry.formats]
                 continue
-            supported = _task(entry.name).formats
+            task = _task(entry.name)
             for fmt in self.formats:
-                (chosen if fmt in supported else skipped).append((entry.name, fmt))
+                (chosen if task.supports(fmt, self.mode) else skipped).append((entry.name, fmt))
         return chosen, skipped
 
 
@@ -490,7 +494,7 @@ def _explain(err: ValidationError, raw: dict[str, Any]) -> list[str]:
         if msg.startswith("[") and "]: " in msg:  # a list validator that already names the index
             index, msg = msg.split(": ", 1)
             where += index
-        elif re.match(r"^datasets(\[\d+\])?(\.formats)?(\[\d+\])?: ", msg):
+        elif re.match(r"^(datasets|formats)(\[\d+\])?(\.formats)?(\[\d+\])?: ", msg):
             sub, msg = msg.split(": ", 1)
             where = f"{where}.{sub}" if where else sub
         bad = e.get("input")

@@ -38,9 +38,9 @@ def test_paper_plan_counts(paper_raw):
 
 
 def test_ids_same_across_processes_and_directories(tmp_path):
-    code = ("import json,sys; sys.path.insert(0, %r); from ptft.spec import load_spec; from ptft.plan import build_plan;"
-            "p=build_plan(load_spec(%r)); print(json.dumps([c.cell_id for c in p.cells]+[t.trial_id for t in p.trials]"
-            "+[j.job_id for j in p.eval_jobs]))") % (REPO, PAPER)
+    code = (f"import json,sys; sys.path.insert(0, {REPO!r}); from ptft.spec import load_spec; from ptft.plan import build_plan;"
+            f"p=build_plan(load_spec({PAPER!r})); print(json.dumps([c.cell_id for c in p.cells]+[t.trial_id for t in p.trials]"
+            "+[j.job_id for j in p.eval_jobs]))")
     runs = []
     for seed in ("0", "123"):
         env = dict(os.environ, PYTHONHASHSEED=seed)

@@ -54,7 +54,7 @@ def test_unknown_format_suggests(paper_raw):
 def test_dataset_without_the_format(paper_raw):
     raw = edited(paper_raw, train__formats=["default", "io"])  # tulu (chat) has no io format
     (line,) = problems(raw)
-    assert line.startswith("train.datasets[4]: dataset 'tulu' has no format(s) ['io']")
+    assert line.startswith("train.datasets[4]: dataset 'tulu' has no format(s) ['io'] in faithful mode")
     assert "set datasets[4].formats" in line
 
 
