@@ -11,6 +11,8 @@ from collections.abc import Callable
 _DELEGATED: dict[str, tuple[str, str]] = {
     "eval": ("score a model on eval datasets x formats x shots", "evals.command:eval_main"),
     "analyze": ("transfer/forgetting/format matrices and a report from results", "evals.analysis.command:analyze_main"),
+    "run": ("run a grid: train, select, evaluate, analyze (the ray job submit entry point)", "ray_jobs.grid:main"),
+    "status": ("where a grid stands, from its storage markers", "ray_jobs.status:main"),
 }
 
 

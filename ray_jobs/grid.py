@@ -1,0 +1,182 @@
+"""The grid: `python -m ray_jobs.grid CONFIG [--resume] [--dry-run]` (also `ptft run CONFIG`).
+
+This is the command users give `ray job submit`. It reads like the study: plan -> train -> select ->
+evaluate -> analyze. Every stage starts from the ledger (storage markers), so re-running the same
+command after a crash or a stop continues where it stopped and recomputes nothing that finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+
+from ptft import storage
+from ptft.checkpoints import CheckpointResolutionError, RevisionResolver
+from ptft.plan import Plan, build_plan
+from ptft.spec import SpecError, load_spec
+from ray_jobs.layout import GridLayout
+from ray_jobs.ledger import read_state
+from ray_jobs.wandb_runs import settings_for
+
+
+@dataclass
+class GridReport:
+    trials_run: int = 0
+    trials_failed: list[str] = field(default_factory=list)
+    cells_selected: int = 0
+    eval_models_run: int = 0
+    eval_jobs_run: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    analysis_dir: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.trials_failed
+
+
+def connect_ray() -> None:
+    """Join the cluster Ray gives us (RAY_ADDRESS, or the job's own context) or start a local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Inside `ray job submit`, RAY_ADDRESS is set and ray.init() joins that cluster. On its own it starts a
+    # local Ray with the dashboard on: Train V2 needs the state API to release finished trials' resources.
+    ray.init(log_to_driver=True, configure_logging=False)
+
+
+def _log(message: str) -> None:
+    print(f"[ptft] {message}", flush=True)
+
+
+def check_checkpoints(plan: Plan, resolver: RevisionResolver) -> None:
+    """Resolve every checkpoint before any resource is asked for: a missing step fails here."""
+    for ref in plan.spec.model.checkpoint_refs():
+        resolver.resolve(plan.spec.model.id, ref, plan.spec.base_dir)
+
+
+def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport:
+    """Train, select, evaluate and analyze whatever the ledger says is not done yet."""
+    from ray_jobs.eval_fanout import pending_work, run_evals
+    from ray_jobs.selection import run_selection
+    from ray_jobs.train_trials import run_trials
+
+    spec = plan.spec
+    layout = GridLayout(spec.storage_root())
+    resolver = resolver or RevisionResolver()
+    report = GridReport()
+    check_checkpoints(plan, resolver)
+    storage.makedirs(layout.root)
+    storage.atomic_write_json(layout.plan_file, {
+        "name": spec.name, "cells": [c.to_json() for c in plan.cells], "trials": [t.to_json() for t in plan.trials],
+        "eval_jobs": [j.to_json() for j in plan.eval_jobs],
+    })
+    wandb_settings = settings_for(spec, layout.root)
+    connect_ray()
+
+    # Train: every trial without a COMPLETED marker (started ones resume from their checkpoints).
+    state = read_state(plan, layout)
+    todo = [t for t in plan.trials if state.trials[t.trial_id] in ("pending", "started")]
+    _log(f"{len(plan.trials) - len(todo)}/{len(plan.trials)} trials already done; training {len(todo)}")
+    start = time.perf_counter()
+    if todo:
+        statuses = run_trials(plan, todo, layout, resolver, wandb_settings,
+                              experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        report.trials_run = len(todo)
+        report.trials_failed = sorted(t for t, s in statuses.items() if s == "error"
+                                      or not (storage.exists(layout.trial_completed(t))
+                                              or storage.exists(layout.trial_early_stopped(t))))
+    report.seconds["train"] = time.perf_counter() - start
+
+    # Select: per cell, the lr with the best validation loss.
+    report.cells_selected = len(run_selection(plan, layout))
+    _log(f"{report.cells_selected}/{len(plan.cells)} cells selected")
+
+    # Evaluate: base checkpoints once, then the winners (or every trial).
+    state = read_state(plan, layout)
+    work = pending_work(plan, state, layout, resolver)
+    report.eval_models_run = len(work)
+    report.eval_jobs_run = sum(len(w.jobs) for w in work)
+    done_jobs = sum(1 for s in state.evals.values() if s == "done")
+    _log(f"{done_jobs}/{len(plan.eval_jobs)} eval jobs already done; running {report.eval_jobs_run} "
+         f"on {len(work)} models")
+    start = time.perf_counter()
+    if work:
+        run_evals(plan, work, layout, wandb_settings,
+                  on_done=lambda s: _log(f"evaluated {s['key']}: {s['records']} records in {s['seconds']:.1f}s"))
+    report.seconds["eval"] = time.perf_counter() - start
+
+    # Analyze: the matrices from every result record under storage.
+    start = time.perf_counter()
+    report.analysis_dir = analyze(plan, layout, wandb_settings)
+    report.seconds["analyze"] = time.perf_counter() - start
+    return report
+
+
+def analyze(plan: Plan, layout: GridLayout, wandb_settings) -> str | None:
+    """Write the matrices and report under `<storage>/analysis` and log a W&B summary run."""
+    from evals.analysis.command import analyze_main
+    from ray_jobs.wandb_runs import run_id
+
+    argv = ["--storage", layout.root, "--out", layout.analysis_dir, "--title", f"ptft grid {plan.spec.name}"]
+    if wandb_settings is not None and wandb_settings.mode != "disabled":
+        argv += ["--wandb-project", wandb_settings.project, "--wandb-mode", wandb_settings.mode,
+                 "--wandb-dir", wandb_settings.dir, "--wandb-run-id", run_id("analysis", plan.spec.name),
+                 "--wandb-group", "analysis"]
+        if wandb_settings.entity:
+            argv += ["--wandb-entity", wandb_settings.entity]
+    status = analyze_main(argv)
+    if status != 0:
+        _log(f"analysis skipped (status {status}): see the message above")
+        return None
+    return layout.analysis_dir
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m ray_jobs.grid", description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="experiment spec (YAML)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a grid (the default behaviour: finished work is always skipped)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the ledger; launch nothing")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec field, e.g. --set train.epochs=1")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        spec = load_spec(args.config, args.overrides)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    plan = build_plan(spec)
+    if args.dry_run:
+        from ptft.estimate import estimate_plan
+        from ptft.plan_report import print_plan
+        from ray_jobs.status import print_status
+
+        print_plan(plan, estimate_plan(plan))
+        print_status(plan)
+        return 0
+    try:
+        report = run_grid(plan)
+    except CheckpointResolutionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    _log(f"trials run {report.trials_run}, failed {len(report.trials_failed)}; eval jobs run "
+         f"{report.eval_jobs_run} on {report.eval_models_run} models; "
+         + ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items()))
+    if report.analysis_dir:
+        _log(f"report: {storage.join(report.analysis_dir, 'report.html')}")
+    if report.trials_failed:
+        print(f"error: trials failed: {', '.join(report.trials_failed)}; re-run the same command to retry "
+              "them (finished work is skipped)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""W&B wiring for the grid: one run per trial (resumable), one per evaluated model.
+
+The API key is read by wandb itself from `WANDB_API_KEY`; ptft only checks whether it is set (to pick
+online or offline in `auto` mode) and never copies it into a config, a log line or a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ptft import storage
+from ptft.ids import content_hash
+
+
+@dataclass(frozen=True)
+class WandbSettings:
+    """Plain, serialisable settings shipped to Ray workers (never the key)."""
+
+    project: str
+    entity: str | None
+    mode: str  # online | offline | disabled (auto already resolved)
+    dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_mode(mode: str) -> str:
+    if mode == "auto":
+        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    return mode
+
+
+def settings_for(spec, storage_root: str) -> WandbSettings:
+    # wandb writes locally; for an object-store grid the runs stay on the node until synced.
+    local = storage_root if not storage.is_remote(storage_root) else tempfile.gettempdir()
+    directory = os.path.join(local, "wandb")
+    return WandbSettings(spec.wandb.project, spec.wandb.entity, resolve_mode(spec.wandb.mode), directory)
+
+
+def run_id(*parts: str) -> str:
+    """A W&B run id derived from our ids, so a resumed trial continues the same run."""
+    return content_hash(list(parts), length=16)
+
+
+def init_run(settings: WandbSettings | dict[str, Any] | None, *, run_id: str, name: str, group: str | None,
+             job_type: str, config: dict[str, Any]):
+    """Start (or resume) a run; returns None when W&B is disabled."""
+    if settings is None:
+        return None
+    if isinstance(settings, dict):
+        settings = WandbSettings(**settings)
+    if settings.mode == "disabled":
+        return None
+    import wandb
+
+    os.makedirs(settings.dir, exist_ok=True)
+    return wandb.init(
+        project=settings.project, entity=settings.entity, mode=settings.mode, dir=os.path.dirname(settings.dir),
+        id=run_id, resume="allow", name=name, group=group, job_type=job_type, config=config,
+        settings=wandb.Settings(init_timeout=60, silent=True, console="off"),
+        reinit="create_new",
+    )
