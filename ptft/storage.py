@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -47,6 +49,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -63,8 +63,7 @@ def heatmap_png(matrix: pd.DataFrame, title: str, marks: pd.DataFrame | None = N
     vmax = vmax or 1.0
     n_rows, n_cols = values.shape
     fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * n_cols + 2.5), max(2.5, 0.45 * n_rows + 1.8)))
-    cmap = plt.get_cmap("RdBu").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="#dddddd")
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
     ax.set_xticks(range(n_cols), [str(c) for c in matrix.columns], rotation=60, ha="right", fontsize=7)
     ax.set_yticks(range(n_rows), [str(i) for i in matrix.index], fontsize=7)
@@ -171,8 +170,12 @@ def format_figures(analysis: Analysis) -> dict[str, bytes]:
         datasets = sorted(set(sub["eval_dataset"]))
         if not datasets:
             continue
-        fig, axes = plt.subplots(1, len(datasets), figsize=(4.0 * len(datasets), 3.0), squeeze=False)
-        for ax, eval_dataset in zip(axes[0], datasets, strict=True):
+        n_cols = min(4, len(datasets))
+        n_rows = -(-len(datasets) // n_cols)
+        fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.0 * n_cols, 3.0 * n_rows), squeeze=False)
+        for ax in axes.flat[len(datasets):]:
+            ax.set_visible(False)
+        for ax, eval_dataset in zip(axes.flat, datasets, strict=False):
             rows = sub[sub["eval_dataset"] == eval_dataset].rename(columns={"spread": "value"})
             rows = rows.assign(std=float("nan"))
             base = rows[rows["model_kind"] == "base"]
@@ -187,6 +190,7 @@ def format_figures(analysis: Analysis) -> dict[str, bytes]:
             ax.set_xlabel("pre-training step")
             ax.legend(fontsize=6)
         fig.suptitle(label, fontsize=9)
+        fig.tight_layout()
         figures[f"format_sensitivity_{name}.png"] = _png(fig)
     return figures
 

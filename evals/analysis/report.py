@@ -65,6 +65,8 @@ def render_report(analysis: Analysis, figures: dict[str, bytes]) -> str:
         f"<p>{len(analysis.records)} result records. Missing cells are NaN rows in the CSVs, never dropped; "
         f"the counts below say how many there are. Figures use each source's most common shot count ({shots}); "
         f"the CSVs hold every shot count. The final model (step unknown) is placed at step {analysis.main_step}. "
+        f"A fine-tuned record's base is the base record with the same source, mode, base model, checkpoint, "
+        f"eval dataset, format, shots and metric (sources from different harnesses are never paired). "
         f"Relative Δ is Δ / base × 100. A forgetting cell is flagged when the base scores at or below "
         f"chance + {analysis.chance_margin} (chance from the task registry) or is the QQP/STS-B faithful-mode "
         f"label artifact.</p>" + _table(counts)

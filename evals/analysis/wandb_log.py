@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evals.analysis import plots
-
 if TYPE_CHECKING:
     from evals.analysis.core import Analysis
 
@@ -54,6 +52,8 @@ def to_wandb_table(frame: pd.DataFrame):
 
 
 def _heatmap_frame(sub: pd.DataFrame, value: str) -> pd.DataFrame:
+    from evals.analysis import plots
+
     return pd.DataFrame({"train": plots.train_labels(sub).to_numpy(), "eval": plots.eval_labels(sub).to_numpy(),
                          value: sub[value].to_numpy()})
 
@@ -84,6 +84,8 @@ def log_to_wandb(analysis: Analysis, project: str, entity: str | None = None, mo
     """
     import wandb
     from PIL import Image
+
+    from evals.analysis import plots  # matplotlib only when logging
 
     mode = resolve_mode(mode)
     if dir is not None:

@@ -1,0 +1,73 @@
+"""The output folder: CSVs with the known numbers, PNGs, and report.html with its table of contents."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from evals.analysis import analyze, write_outputs
+from evals.analysis.report import SECTIONS
+from tests.analysis.conftest import MAIN_STEP, known_records
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("analysis_out")
+    analysis = analyze(known_records(), main_step=MAIN_STEP, notes=["hand-made grid"], title="known grid")
+    return out, write_outputs(analysis, str(out))
+
+
+def test_every_output_exists(outputs):
+    out, written = outputs
+    for name in ("results.csv", "transfer.csv", "transfer_mean.csv", "forgetting.csv", "format_sensitivity.csv",
+                 "groups.csv", "curves.csv", "report.html"):
+        assert (out / name).is_file(), name
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert "transfer_mean_ptft_fixed.png" in pngs and "forgetting_ptft_fixed.png" in pngs
+    assert {"transfer_ptft_fixed_ckpt100.png", "transfer_ptft_fixed_ckpt200.png", "transfer_ptft_fixed_ckptmain.png"} <= set(pngs)
+    assert {"curves_ptft_fixed_mnli_matched.png", "curves_ptft_fixed_paws.png", "curves_ptft_fixed_xsum.png"} <= set(pngs)
+    assert any(p.startswith("groups_fixed_4shot_default_default") for p in pngs)
+    assert all((out / p).read_bytes().startswith(PNG_MAGIC) for p in pngs)
+    assert set(written) == {p.name for p in out.iterdir() if not p.name.startswith(".")}
+
+
+def test_csvs_hold_the_known_numbers(outputs):
+    out, _ = outputs
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 23
+    transfer = pd.read_csv(out / "transfer.csv")
+    assert list(transfer.columns[:11]) == ["checkpoint", "train_dataset", "train_format", "lr", "eval_dataset",
+                                           "eval_format", "shots", "base", "finetuned", "delta", "rel_delta"]
+    row = transfer[(transfer["checkpoint"] == "100") & (transfer["train_dataset"] == "mnli")
+                   & (transfer["eval_dataset"] == "mnli_matched") & (transfer["eval_format"] == "default")]
+    assert row["delta"].iloc[0] == pytest.approx(0.30) and row["rel_delta"].iloc[0] == pytest.approx(100.0)
+    assert transfer["delta"].isna().sum() == 4 and len(transfer) == 16  # NaN rows kept, not dropped
+    mean = pd.read_csv(out / "transfer_mean.csv")
+    in_domain = mean[(mean["train_dataset"] == "mnli") & (mean["eval_dataset"] == "mnli_matched")
+                     & (mean["eval_format"] == "default")]
+    assert in_domain["delta_mean"].iloc[0] == pytest.approx(0.366667, abs=1e-6) and in_domain["n"].iloc[0] == 3
+    groups = pd.read_csv(out / "groups.csv")
+    assert list(groups.columns[:5]) == ["group", "checkpoint", "delta_mean", "n", "slope"]
+    slope = groups[(groups["group"] == "learned_in_ft") & (groups["checkpoint"] == "200")
+                   & (groups["eval_format"] == "default")]["slope"].iloc[0]
+    assert slope == pytest.approx(25.0)
+    forgetting = pd.read_csv(out / "forgetting.csv")
+    assert {"base", "forgetting", "base_at_chance", "label_artifact", "flagged"} <= set(forgetting.columns)
+    fmt = pd.read_csv(out / "format_sensitivity.csv")
+    base = fmt[(fmt["model_kind"] == "base") & (fmt["checkpoint"].astype(str) == "100") & (fmt["eval_dataset"] == "mnli_matched")]
+    assert base["spread"].iloc[0] == pytest.approx(0.05)
+
+
+def test_report_has_toc_sections_counts_and_images(outputs):
+    out, _ = outputs
+    html = (out / "report.html").read_text()
+    assert '<nav id="toc">' in html
+    for anchor, _title in SECTIONS:
+        assert f'href="#{anchor}"' in html and f'<section id="{anchor}">' in html
+    assert "data:image/png;base64," in html
+    assert "transfer_missing_base" in html and "hand-made grid" in html
+    assert re.search(r"<td>transfer_missing_both</td>\s*<td>2</td>", html)
