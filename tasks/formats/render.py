@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from tasks.errors import DataError
@@ -68,17 +69,26 @@ def join_space(prompt: str, completion: str) -> str:
     return "" if prompt.endswith(_WS) or completion.startswith(_WS) else " "
 
 
-def sft_segments(prompt: str, completion: str) -> tuple[Segment, ...]:
-    """(prompt, no loss), (join + completion, loss, eos).
+def token_boundary(context: str, continuation: str) -> tuple[str, str]:
+    """Move the context's final whitespace character onto the continuation.
 
-    As open-instruct's encode_with_prompt_completion_format does, a prompt's final whitespace
-    character is trained with the completion ("Inference:" | " entailment"), so the boundary never
-    leaves a lone trailing-space token on the prompt side (allenai/OLMo#515). The texts concatenate
-    to exactly prompt + join + completion.
+    "Inference: " + "yes" becomes "Inference:" + " yes", so a tokenizer that sees the two sides
+    separately produces the same " yes" token as the joined text, never a lone trailing-space token
+    (allenai/OLMo#515). Training segments use it (open-instruct masks `prompt[:-1]` the same way);
+    scorers should apply it to (context, candidate) before tokenizing the two sides apart.
     """
-    if prompt.endswith(_WS):
-        return (Segment(prompt[:-1], train=False), Segment(prompt[-1] + completion, train=True, eos=True))
-    return (Segment(prompt, train=False), Segment(join_space(prompt, completion) + completion, True, True))
+    if context.endswith(_WS):
+        return context[:-1], context[-1] + continuation
+    return context, continuation
+
+
+def sft_segments(prompt: str, completion: str) -> tuple[Segment, ...]:
+    """(prompt, no loss), (join + completion, loss, eos), split at `token_boundary`.
+
+    The texts concatenate to exactly prompt + join + completion.
+    """
+    head, tail = token_boundary(prompt, join_space(prompt, completion) + completion)
+    return (Segment(head, train=False), Segment(tail, train=True, eos=True))
 
 
 def _format(pattern: str, values: dict[str, Any]) -> str:
@@ -197,7 +207,7 @@ def _render_chat(spec: TaskSpec, row: dict[str, Any], where: RowContext, example
     return Rendered(example_id, prompt, completion, segments, None, ())
 
 
-def _merge(pieces: Any) -> tuple[Segment, ...]:
+def _merge(pieces: Iterable[Segment]) -> tuple[Segment, ...]:
     """Join neighbours with the same loss flag (never across an eos)."""
     out: list[Segment] = []
     for piece in pieces:
