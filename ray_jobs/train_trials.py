@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from ptft import storage
@@ -52,6 +53,7 @@ class GridReporter:
         self.curve: list[dict[str, Any]] = storage.read_json(self.curve_path) if (
             rank == 0 and storage.exists(self.curve_path)) else []
         self.last_val_loss: float | None = None
+        self.resumed = False
         self.run = None
         if rank == 0:
             self.run = init_run(
@@ -62,8 +64,11 @@ class GridReporter:
         target, _, step = inject.partition(":")
         self.crash_at = int(step) if target == trial["trial_id"] and step.isdigit() else None
 
-    def resume_dir(self) -> contextlib.AbstractContextManager[str | None]:
-        return self.inner.resume_dir()
+    @contextlib.contextmanager
+    def resume_dir(self) -> Iterator[str | None]:
+        with self.inner.resume_dir() as directory:
+            self.resumed = directory is not None
+            yield directory
 
     def checkpoint_dir(self) -> contextlib.AbstractContextManager[str]:
         return self.inner.checkpoint_dir()
@@ -77,6 +82,11 @@ class GridReporter:
             metrics["val_loss"] = self.last_val_loss if self.last_val_loss is not None else math.inf
         if self.rank == 0:
             step = metrics.get("step")
+            if self.resumed:  # first report after a resume: remember where training picked up
+                self.resumed = False
+                path = storage.join(self.layout.trial_dir(self.trial["trial_id"]), "resumes.json")
+                history = storage.read_json(path) if storage.exists(path) else []
+                storage.atomic_write_json(path, history + [{"first_step_after_resume": step}])
             self.curve = [p for p in self.curve if p.get("step") != step] + [metrics]
             storage.atomic_write_json(self.curve_path, self.curve)
             if self.run is not None:

@@ -22,7 +22,7 @@ class WandbSettings:
     project: str
     entity: str | None
     mode: str  # online | offline | disabled (auto already resolved)
-    dir: str
+    dir: str  # wandb.init(dir=...): runs land in <dir>/wandb/
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,8 +36,7 @@ def resolve_mode(mode: str) -> str:
 
 def settings_for(spec, storage_root: str) -> WandbSettings:
     # wandb writes locally; for an object-store grid the runs stay on the node until synced.
-    local = storage_root if not storage.is_remote(storage_root) else tempfile.gettempdir()
-    directory = os.path.join(local, "wandb")
+    directory = storage_root if not storage.is_remote(storage_root) else tempfile.gettempdir()
     return WandbSettings(spec.wandb.project, spec.wandb.entity, resolve_mode(spec.wandb.mode), directory)
 
 
@@ -59,7 +58,7 @@ def init_run(settings: WandbSettings | dict[str, Any] | None, *, run_id: str, na
 
     os.makedirs(settings.dir, exist_ok=True)
     return wandb.init(
-        project=settings.project, entity=settings.entity, mode=settings.mode, dir=os.path.dirname(settings.dir),
+        project=settings.project, entity=settings.entity, mode=settings.mode, dir=settings.dir,
         id=run_id, resume="allow", name=name, group=group, job_type=job_type, config=config,
         settings=wandb.Settings(init_timeout=60, silent=True, console="off"),
         reinit="create_new",

@@ -1,0 +1,264 @@
+"""Submit a grid to a Ray cluster, checking the upload before Ray does.
+
+    python -m ray_jobs.submit CONFIG [--address URL] [--runtime-env cluster/runtime_env.yaml]
+                             [--resume] [--dry-run]
+
+`ray job submit` zips the working_dir and PUTs it to the dashboard, which refuses bodies over 100 MiB
+with an opaque error (ray#45602). This computes the upload set with Ray's own packaging helpers (its
+default excludes, the runtime_env's `excludes`, every .gitignore/.rayignore, the same zip), prints the
+size and the biggest paths, and refuses above the limit, naming what to exclude. Secrets are passed by
+NAME: WANDB_API_KEY and HF_TOKEN are copied from this environment into the job's env_vars at submit
+time and are never printed or written anywhere. `--dry-run` prints the plan and the equivalent raw
+`ray job submit` command, and submits nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN")
+DEFAULT_RUNTIME_ENV = "cluster/runtime_env.yaml"
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+ENTRYPOINT = ("python", "-m", "ray_jobs.grid")
+_MIB = 1024**2
+# Ray logs per-file warnings while zipping; this report replaces them.
+_QUIET = logging.getLogger("ray_jobs.submit.packaging")
+_QUIET.setLevel(logging.ERROR)
+
+
+def _mib(num_bytes: int) -> str:
+    return f"{num_bytes / _MIB:.1f} MiB"
+
+
+def upload_limit() -> int:
+    """Bytes Ray accepts for one working_dir package through `ray job submit`.
+
+    The zip is PUT to the dashboard (aiohttp `client_max_size` = DASHBOARD_CLIENT_MAX_SIZE, 100 MiB),
+    then stored in the GCS (GCS_STORAGE_MAX_SIZE); the smaller bound is the one that bites.
+    """
+    from ray._private import ray_constants
+    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
+
+    return min(ray_constants.DASHBOARD_CLIENT_MAX_SIZE, GCS_STORAGE_MAX_SIZE)
+
+
+def ray_excludes(runtime_env: Mapping) -> list[str]:
+    """The patterns Ray applies to a working_dir: its defaults first, then the runtime_env's."""
+    from ray._private import ray_constants
+
+    return ray_constants.get_runtime_env_default_excludes() + list(runtime_env.get("excludes") or [])
+
+
+@dataclass(frozen=True)
+class UploadSet:
+    """What Ray would upload for one working_dir."""
+
+    root: Path
+    files: dict[str, int]  # posix path relative to root -> bytes (empty directories: 0)
+    package_bytes: int  # size of the zip Ray builds (file bytes + zip headers)
+    limit: int
+
+    @property
+    def too_big(self) -> bool:
+        return self.package_bytes >= self.limit
+
+
+def compute_upload_set(working_dir: str | Path, excludes: list[str], limit: int | None = None) -> UploadSet:
+    """Walk `working_dir` exactly as Ray's packager does and measure the zip it would send."""
+    from ray._private.runtime_env import packaging
+
+    root = Path(working_dir).absolute()
+    include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"  # Ray's switch
+    files: dict[str, int] = {}
+
+    def record(path: Path) -> None:
+        # Ray's zip handler packs files and empty directories; nothing else becomes an entry.
+        if path.is_file() or (path.is_dir() and next(path.iterdir(), None) is None):
+            files[path.relative_to(root).as_posix()] = path.stat().st_size if path.is_file() else 0
+
+    packaging._dir_travel(root, [packaging._get_excludes(root, excludes)], record,
+                          include_gitignore=include_gitignore, logger=_QUIET)
+    limit = upload_limit() if limit is None else limit
+    raw = sum(files.values())
+    if raw >= limit:
+        # Ray zips with ZIP_STORED (no compression): the package is at least the raw bytes; don't
+        # spend minutes zipping gigabytes only to refuse them.
+        return UploadSet(root, files, raw, limit)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / "working_dir.zip"
+        packaging.create_package(str(root), package, include_gitignore=include_gitignore,
+                                 excludes=excludes, logger=_QUIET)
+        return UploadSet(root, files, package.stat().st_size, limit)
+
+
+def _tree_sizes(files: Mapping[str, int]) -> dict[str, int]:
+    """Bytes under every file and directory (directories keyed with a trailing '/')."""
+    sizes: dict[str, int] = defaultdict(int)
+    for rel, size in files.items():
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            sizes["/".join(parts[:i]) + "/"] += size
+        sizes[rel] += size
+    return sizes
+
+
+def _children(sizes: Mapping[str, int], parent: str) -> list[str]:
+    return [k for k in sizes if k.startswith(parent) and k != parent and "/" not in k[len(parent):].rstrip("/")]
+
+
+def biggest_paths(upload: UploadSet, n: int = 8) -> list[tuple[str, int]]:
+    """The largest top-level entries of the upload, biggest first."""
+    sizes = _tree_sizes(upload.files)
+    return sorted(((k, sizes[k]) for k in _children(sizes, "")), key=lambda kv: -kv[1])[:n]
+
+
+def suggest_excludes(upload: UploadSet, max_items: int = 10) -> list[tuple[str, int]]:
+    """Paths whose exclusion brings the package under the limit, biggest first.
+
+    Descends into a directory while a single child holds most of it, so the suggestion is
+    `tasks/mini/data/huge/` rather than the whole `tasks/` package.
+    """
+    files = dict(upload.files)
+    overhead = upload.package_bytes - sum(files.values())  # zip headers
+    chosen: list[tuple[str, int]] = []
+    while files and sum(files.values()) + overhead >= upload.limit and len(chosen) < max_items:
+        sizes = _tree_sizes(files)
+        key = max(_children(sizes, ""), key=sizes.__getitem__)
+        while key.endswith("/"):
+            top = max(_children(sizes, key), key=sizes.__getitem__)
+            if sizes[top] < 0.8 * sizes[key]:
+                break
+            key = top
+        chosen.append((key, sizes[key]))
+        files = {p: s for p, s in files.items() if p != key and not (key.endswith("/") and p.startswith(key))}
+    return chosen
+
+
+def load_runtime_env(path: str | Path) -> dict:
+    """Read a runtime_env YAML; refuse one that writes a secret's value into a file."""
+    with open(path, encoding="utf-8") as f:
+        runtime_env = yaml.safe_load(f) or {}
+    if not isinstance(runtime_env, dict):
+        raise SystemExit(f"error: {path}: a runtime_env must be a mapping")
+    named = sorted(set(runtime_env.get("env_vars") or {}) & set(SECRET_ENV_VARS))
+    if named:
+        raise SystemExit(f"error: {path} sets {', '.join(named)} in env_vars: secrets are forwarded from "
+                         "your environment by name at submit time, never written in a file; remove them")
+    return runtime_env
+
+
+def with_secrets(runtime_env: Mapping, environ: Mapping[str, str]) -> tuple[dict, list[str]]:
+    """A copy of `runtime_env` whose env_vars also carry the secrets set in `environ`, and their names."""
+    names = [n for n in SECRET_ENV_VARS if environ.get(n)]
+    out = json.loads(json.dumps(runtime_env))
+    out["env_vars"] = {**(out.get("env_vars") or {}), **{n: environ[n] for n in names}}
+    return out, names
+
+
+def _placeholders(runtime_env: Mapping, names: list[str]) -> dict:
+    out = json.loads(json.dumps(runtime_env))
+    out["env_vars"] = {**(out.get("env_vars") or {}), **{n: f"@@{n}@@" for n in names}}
+    return out
+
+
+def raw_command(address: str, runtime_env: Mapping, names: list[str], entrypoint: str) -> str:
+    """The equivalent `ray job submit` line; secrets expand from the shell, their values never appear."""
+    quoted = shlex.quote(json.dumps(_placeholders(runtime_env, names)))
+    for name in names:  # close the single quote, splice "$NAME", reopen
+        quoted = quoted.replace(f"@@{name}@@", f"'\"${name}\"'")
+    return f"ray job submit --no-wait --address {shlex.quote(address)} --runtime-env-json {quoted} -- {entrypoint}"
+
+
+def _scrub(text: str, environ: Mapping[str, str]) -> str:
+    """Remove secret values from text we did not write (an error echoing the runtime_env)."""
+    for name in (*SECRET_ENV_VARS, "RAY_AUTH_TOKEN"):
+        if environ.get(name):
+            text = text.replace(environ[name], f"<${name}>")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ray_jobs.submit", description=__doc__.split("\n\n")[1])
+    parser.add_argument("config", help="experiment spec inside the working_dir, e.g. configs/paper.yaml")
+    parser.add_argument("--address", help=f"Ray dashboard URL (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, {DEFAULT_ADDRESS})")
+    parser.add_argument("--runtime-env", default=DEFAULT_RUNTIME_ENV, help="runtime_env YAML (default: %(default)s)")
+    parser.add_argument("--resume", action="store_true", help="pass --resume to the grid")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and the raw command; submit nothing")
+    args = parser.parse_args(argv)
+    address = (args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+               or DEFAULT_ADDRESS)
+
+    runtime_env = load_runtime_env(args.runtime_env)
+    working_dir = str(runtime_env.setdefault("working_dir", "."))
+    if "://" in working_dir:
+        print(f"error: working_dir {working_dir} is a remote package; this command uploads a local tree")
+        return 2
+    root, config = Path(working_dir).absolute(), Path(args.config).absolute()
+    if not config.is_file():
+        print(f"error: config {args.config} not found")
+        return 2
+    try:
+        config_rel = config.relative_to(root).as_posix()
+    except ValueError:
+        print(f"error: config {args.config} is outside the working_dir {root}; the job only sees the upload")
+        return 2
+
+    upload = compute_upload_set(root, ray_excludes(runtime_env))
+    print(f"upload: {root} -> {len(upload.files)} files, package {_mib(upload.package_bytes)} "
+          f"(limit {_mib(upload.limit)}; excludes from {args.runtime_env}, Ray's defaults, .gitignore/.rayignore)")
+    for path, size in biggest_paths(upload):
+        print(f"  {_mib(size):>11}  {path}")
+    if upload.too_big:
+        print(f"error: the working_dir package ({_mib(upload.package_bytes)}) is over Ray's upload limit "
+              f"({_mib(upload.limit)}); `ray job submit` would fail (ray#45602). Exclude these paths "
+              f"(add them to `excludes:` in {args.runtime_env}, or to .rayignore):")
+        for path, size in suggest_excludes(upload):
+            print(f"  - /{path}    # {_mib(size)}")
+        return 2
+    if config_rel not in upload.files:
+        print(f"error: {config_rel} is excluded from the upload; the job could not read it")
+        return 2
+
+    entrypoint = shlex.join([*ENTRYPOINT, config_rel, *(["--resume"] if args.resume else [])])
+    to_send, names = with_secrets(runtime_env, os.environ)
+    missing = [n for n in SECRET_ENV_VARS if n not in names]
+    print(f"address:    {address}")
+    print(f"entrypoint: {entrypoint}")
+    print(f"secrets:    forwarded by name: {', '.join(names) or 'none'}"
+          + (f"; not set here: {', '.join(missing)}" if missing else ""))
+    print("runtime_env: " + json.dumps(_placeholders(runtime_env, names)).replace('"@@', '"<from $').replace('@@"', '>"'))
+    if args.dry_run:
+        print("dry run: nothing submitted. Equivalent raw command (token auth: export RAY_AUTH_MODE=token):")
+        print("  " + raw_command(address, runtime_env, names, entrypoint))
+        return 0
+
+    try:
+        from ray.job_submission import JobSubmissionClient
+
+        job_id = JobSubmissionClient(address).submit_job(entrypoint=entrypoint, runtime_env=to_send)
+    except Exception as e:  # any failure is reported, scrubbed of secret values
+        print(f"error: submission failed: {_scrub(f'{type(e).__name__}: {e}', os.environ)}")
+        if "uthentication" in str(e):
+            print("hint: the cluster uses token auth: export RAY_AUTH_MODE=token and put the cluster's token "
+                  "in ~/.ray/auth_token or $RAY_AUTH_TOKEN (docs/cluster.md)")
+        return 1
+    print(f"submitted: {job_id}\n  follow:  ray job logs --follow --address {address} {job_id}\n"
+          f"  status:  ray job status --address {address} {job_id}\n"
+          "  resume:  re-run this same command; finished trials and evals are skipped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
