@@ -28,7 +28,8 @@ class GridReport:
     cells_selected: int = 0
     eval_models_run: int = 0
     eval_jobs_run: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
+    eval_seconds: dict[str, float] = field(default_factory=dict)  # model key -> its evaluation's own time
+    seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
     analysis_dir: str | None = None
 
     @property
@@ -104,8 +105,9 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
          f"on {len(work)} models")
     start = time.perf_counter()
     if work:
-        run_evals(plan, work, layout, wandb_settings,
-                  on_done=lambda s: _log(f"evaluated {s['key']}: {s['records']} records in {s['seconds']:.1f}s"))
+        summaries = run_evals(plan, work, layout, wandb_settings, on_done=lambda s: _log(
+            f"evaluated {s['key']}: {s['records']} records in {s['seconds']:.1f}s"))
+        report.eval_seconds = {s["key"]: s["seconds"] for s in summaries}
     report.seconds["eval"] = time.perf_counter() - start
 
     # Analyze: the matrices from every result record under storage.

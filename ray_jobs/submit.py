@@ -1,7 +1,7 @@
 """Submit a grid to a Ray cluster, checking the upload before Ray does.
 
     python -m ray_jobs.submit CONFIG [--address URL] [--runtime-env cluster/runtime_env.yaml]
-                             [--resume] [--dry-run]
+                             [--resume] [--set KEY=VALUE ...] [--dry-run]
 
 `ray job submit` zips the working_dir and PUTs it to the dashboard, which refuses bodies over 100 MiB
 with an opaque error (ray#45602). This computes the upload set with Ray's own packaging helpers (its
@@ -159,18 +159,20 @@ def load_runtime_env(path: str | Path) -> dict:
     return runtime_env
 
 
+def _with_env(runtime_env: Mapping, extra: Mapping[str, str]) -> dict:
+    out = json.loads(json.dumps(runtime_env))  # a deep copy; the caller's dict stays as read
+    out["env_vars"] = {**(out.get("env_vars") or {}), **extra}
+    return out
+
+
 def with_secrets(runtime_env: Mapping, environ: Mapping[str, str]) -> tuple[dict, list[str]]:
     """A copy of `runtime_env` whose env_vars also carry the secrets set in `environ`, and their names."""
     names = [n for n in SECRET_ENV_VARS if environ.get(n)]
-    out = json.loads(json.dumps(runtime_env))
-    out["env_vars"] = {**(out.get("env_vars") or {}), **{n: environ[n] for n in names}}
-    return out, names
+    return _with_env(runtime_env, {n: environ[n] for n in names}), names
 
 
 def _placeholders(runtime_env: Mapping, names: list[str]) -> dict:
-    out = json.loads(json.dumps(runtime_env))
-    out["env_vars"] = {**(out.get("env_vars") or {}), **{n: f"@@{n}@@" for n in names}}
-    return out
+    return _with_env(runtime_env, {n: f"@@{n}@@" for n in names})
 
 
 def raw_command(address: str, runtime_env: Mapping, names: list[str], entrypoint: str) -> str:
@@ -195,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help=f"Ray dashboard URL (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, {DEFAULT_ADDRESS})")
     parser.add_argument("--runtime-env", default=DEFAULT_RUNTIME_ENV, help="runtime_env YAML (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="pass --resume to the grid")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="pass a spec override to the grid, e.g. --set storage=s3://bucket/ptft/paper")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and the raw command; submit nothing")
     args = parser.parse_args(argv)
     address = (args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
@@ -231,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {config_rel} is excluded from the upload; the job could not read it")
         return 2
 
-    entrypoint = shlex.join([*ENTRYPOINT, config_rel, *(["--resume"] if args.resume else [])])
+    grid_args = [*(["--resume"] if args.resume else []), *(a for kv in args.overrides for a in ("--set", kv))]
+    entrypoint = shlex.join([*ENTRYPOINT, config_rel, *grid_args])
     to_send, names = with_secrets(runtime_env, os.environ)
     missing = [n for n in SECRET_ENV_VARS if n not in names]
     print(f"address:    {address}")

@@ -37,6 +37,7 @@ def _mtimes(paths) -> dict[str, float]:
     return {str(p): os.stat(p).st_mtime_ns for p in paths}
 
 
+@pytest.mark.timeout(1800)
 def test_smoke_grid_survives_a_killed_driver_and_a_crashed_trial(tiny_checkpoints, tmp_path, monkeypatch):
     import ray
 
@@ -61,7 +62,7 @@ def test_smoke_grid_survives_a_killed_driver_and_a_crashed_trial(tiny_checkpoint
     assert driver.poll() is None, "the driver ended before it could be stopped"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
-    time.sleep(3)  # the killed driver's local Ray shares its fate
+    _wait_for_ray_to_exit(driver.pid)  # the killed driver's local Ray shares its fate
     state = read_state(plan, layout)
     done_before = [t.trial_id for t in plan.trials if state.trials[t.trial_id] == "done"]
     assert 2 <= len(done_before) < len(plan.trials)
@@ -119,12 +120,23 @@ def test_smoke_grid_survives_a_killed_driver_and_a_crashed_trial(tiny_checkpoint
     assert _mtimes(result_files) == before
 
 
+def _wait_for_ray_to_exit(driver_pid: int, limit: float = 60) -> None:
+    """Wait (bounded) until the Ray processes started by `driver_pid`'s session are gone."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        ps = subprocess.run(["ps", "-eo", "pgid,cmd"], capture_output=True, text=True).stdout
+        if not any(line.split(None, 1)[0] == str(driver_pid) for line in ps.splitlines()[1:] if line.strip()):
+            return
+        time.sleep(1)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
+@pytest.mark.timeout(900)
 def test_ray_job_submit_on_a_loopback_head(tiny_checkpoints, tmp_path):
     spec_path = write_spec(tmp_path, tiny_checkpoints, name="submitted")
     temp_dir = f"/tmp/ptft-ray-{os.getpid()}"

@@ -41,7 +41,7 @@ def test_selection_picks_lowest_val_loss_and_records_every_lr(plan):
     layout = GridLayout(plan.spec.storage_root())
     cell = plan.cells[0]
     trials = plan.trials_of(cell.cell_id)
-    for trial, loss in zip(trials, (2.0, 1.5, 3.0)):
+    for trial, loss in zip(trials, (2.0, 1.5, 3.0), strict=True):
         complete(layout, trial.trial_id, loss)
         storage.atomic_write_json(storage.join(layout.trial_dir(trial.trial_id), "curve.json"),
                                   [{"step": 2, "val_loss": loss + 1}, {"step": 4, "val_loss": loss}])

@@ -1,0 +1,1 @@
+"""Tests for the cluster side: launcher configs, KubeRay manifests, the image, runtime_env, submit."""

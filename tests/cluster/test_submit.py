@@ -1,0 +1,116 @@
+"""`python -m ray_jobs.submit`: refuses oversized uploads by name, forwards secrets by name only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import ray.job_submission
+
+from ray_jobs import submit
+
+from .conftest import MIB, RUNTIME_ENV, write
+
+FAKE = {"WANDB_API_KEY": "wandb-fake-0123456789abcdef", "HF_TOKEN": "hf_fakeTOKENvalue987654321"}
+
+
+@pytest.fixture
+def repo(fake_repo: Path, monkeypatch) -> Path:
+    monkeypatch.chdir(fake_repo)
+    for name in (*submit.SECRET_ENV_VARS, "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    return fake_repo
+
+
+def _run(capsys, *argv: str) -> tuple[int, str]:
+    rc = submit.main(["configs/paper.yaml", "--runtime-env", str(RUNTIME_ENV), *argv])
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def _files_containing(root: Path, needle: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle.encode() in p.read_bytes()]
+
+
+def test_refuses_an_oversized_working_dir_naming_the_biggest_paths(repo: Path, capsys):
+    with open(write(repo / "assets/big/weights.npy", b""), "wb") as f:
+        f.truncate(150 * MIB)  # sparse: 150 MiB on paper, nothing on disk
+    write(repo / "assets/readme.txt", "small")
+    rc, out = _run(capsys, "--dry-run")
+    assert rc == 2
+    assert "over Ray's upload limit" in out and "ray#45602" in out
+    assert "- /assets/big/weights.npy" in out  # drilled down to the culprit, not all of assets/
+    assert "assets/" in out.split("error:")[0]  # listed among the biggest entries
+
+
+def test_suggestions_descend_into_a_dominant_directory():
+    files = {"tasks/mini/data/huge/a.bin": 90 * MIB, "tasks/mini/data/huge/b.bin": 60 * MIB,
+             "tasks/registry.py": 1000, "ptft/spec.py": 1000}
+    upload = submit.UploadSet(Path("."), files, sum(files.values()), 100 * MIB)
+    assert submit.suggest_excludes(upload) == [("tasks/mini/data/huge/", 150 * MIB)]
+
+
+def test_dry_run_prints_the_plan_and_never_a_secret(repo: Path, capsys, monkeypatch):
+    for name, value in FAKE.items():
+        monkeypatch.setenv(name, value)
+    rc, out = _run(capsys, "--dry-run", "--address", "http://127.0.0.1:8265")
+    assert rc == 0
+    assert "entrypoint: python -m ray_jobs.grid configs/paper.yaml" in out
+    assert "forwarded by name: WANDB_API_KEY, HF_TOKEN" in out
+    for value in FAKE.values():
+        assert value not in out
+        assert not _files_containing(repo, value)
+    # The printed raw command is exact: the shell splices the secrets in from the environment.
+    command = out.split("ray job submit ", 1)[1].splitlines()[0]
+    json_arg = command.split("--runtime-env-json ", 1)[1].rsplit(" -- ", 1)[0]
+    printed = subprocess.run(["bash", "-c", f"printf %s {json_arg}"], capture_output=True, text=True,
+                             check=True, env={**FAKE, "PATH": "/usr/bin:/bin"}).stdout
+    assert json.loads(printed)["env_vars"]["WANDB_API_KEY"] == FAKE["WANDB_API_KEY"]
+
+
+class _FakeClient:
+    calls: list[dict] = []
+    fail: bool = False
+
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+
+    def submit_job(self, **kwargs) -> str:
+        _FakeClient.calls.append(kwargs)
+        if _FakeClient.fail:  # an error that echoes the runtime_env, secrets included
+            raise RuntimeError(f"bad runtime_env: {kwargs['runtime_env']}")
+        return "raysubmit_test"
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_submission_forwards_secrets_without_showing_them(repo: Path, capsys, monkeypatch, fail: bool):
+    for name, value in FAKE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", _FakeClient)
+    monkeypatch.setattr(_FakeClient, "calls", [])
+    monkeypatch.setattr(_FakeClient, "fail", fail)
+    rc, out = _run(capsys, "--resume", "--set", "storage=s3://bucket/ptft")
+    (call,) = _FakeClient.calls
+    assert call["entrypoint"] == "python -m ray_jobs.grid configs/paper.yaml --resume --set storage=s3://bucket/ptft"
+    assert {k: call["runtime_env"]["env_vars"][k] for k in FAKE} == FAKE  # forwarded to the job
+    assert rc == (1 if fail else 0) and ("raysubmit_test" in out) != fail
+    for value in FAKE.values():
+        assert value not in out
+        assert not _files_containing(repo, value)
+
+
+def test_a_runtime_env_file_with_a_secret_is_refused(tmp_path: Path):
+    env_file = write(tmp_path / "env.yaml", "working_dir: .\nenv_vars:\n  HF_TOKEN: hf_abc\n")
+    with pytest.raises(SystemExit, match="HF_TOKEN"):
+        submit.load_runtime_env(env_file)
+
+
+def test_config_must_travel_with_the_upload(repo: Path, capsys, tmp_path: Path):
+    write(repo / "runs/paper.yaml", "name: x\n")
+    assert submit.main(["runs/paper.yaml", "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2
+    assert "excluded from the upload" in capsys.readouterr().out
+    outside = write(tmp_path / "elsewhere.yaml", "name: x\n")
+    assert submit.main([str(outside), "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2
+    assert "outside the working_dir" in capsys.readouterr().out
