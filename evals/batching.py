@@ -32,20 +32,6 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: Any):
     return ids.to(device), mask.to(device), positions.to(device)
 
 
-def right_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: Any):
-    """Right-padded `input_ids` and `attention_mask`."""
-    import torch
-
-    width = max(1, max(len(seq) for seq in sequences))
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if seq:
-            ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, :len(seq)] = 1
-    return ids.to(device), mask.to(device)
-
-
 def progress_bar(total: int, desc: str, enabled: bool):
     """A tqdm bar (a no-op object when disabled)."""
     from tqdm.auto import tqdm

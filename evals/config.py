@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class EvalConfig(BaseModel):
+    """How a model's eval jobs are scored; every field that changes a score is part of the cache key."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Literal["faithful", "fixed"] = Field(
@@ -20,3 +22,5 @@ class EvalConfig(BaseModel):
     bootstrap_resamples: int = Field(3000, ge=10, description="Bootstrap resamples for std and CI.")
     bootstrap_seed: int = Field(1234, description="Seed of the bootstrap (recorded in every result).")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU.")
+    device: str | None = Field(None, description="torch device; None: cuda when available, else cpu.")
+    fewshot_seed: int = Field(1234, description="Seed of the fixed-mode few-shot draw (tasks.eval_set).")

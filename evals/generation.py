@@ -21,7 +21,7 @@ def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size:
 
     contexts = lm.tokenizer([r.context for r in requests])["input_ids"] if requests else []
     prepared = []
-    for req, ids in zip(requests, contexts):
+    for req, ids in zip(requests, contexts, strict=True):
         budget = lm.max_length - req.max_new_tokens
         prepared.append(truncate_left(list(ids) or [lm.eos_id or lm.pad_id], budget))
     results: list[GenerationResult | None] = [None] * len(requests)
@@ -41,7 +41,11 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]],
                     requests: list[GenerationRequest]) -> list[tuple[list[int], str]]:
     import torch
 
+    budget = max(r.max_new_tokens for r in requests)
     ids, mask, positions = left_pad(contexts, lm.pad_id, lm.device)
+    width = ids.shape[1]
+    # The attention mask of every step is a prefix of this one: no per-step concatenation.
+    full_mask = torch.cat([mask, mask.new_ones((len(contexts), budget))], dim=1)
     out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                    logits_to_keep=1)
     cache = out.past_key_values
@@ -50,13 +54,13 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]],
     generated: list[list[int]] = [[] for _ in contexts]
     reasons = ["length"] * len(contexts)
     active = list(range(len(contexts)))  # batch rows still generating, in cache order
-    budget = max(r.max_new_tokens for r in requests)
+    eos_id = lm.eos_id
     for step in range(budget):
         tokens = next_tokens.tolist()
         keep = []
         for slot, row in enumerate(active):
             token = tokens[slot]
-            if lm.eos_id is not None and token == lm.eos_id:
+            if eos_id is not None and token == eos_id:
                 reasons[row] = "eos"
                 continue
             generated[row].append(token)
@@ -72,12 +76,11 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]],
             # Finished rows leave the batch: the remaining steps cost only what is still running.
             index = torch.tensor(keep, device=lm.device)
             cache.batch_select_indices(index)
-            mask = mask.index_select(0, index)
+            full_mask = full_mask.index_select(0, index)
             next_positions = next_positions.index_select(0, index)
             next_tokens = next_tokens.index_select(0, index)
             active = [active[slot] for slot in keep]
-        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-        out = lm.model(input_ids=next_tokens[:, None], attention_mask=mask,
+        out = lm.model(input_ids=next_tokens[:, None], attention_mask=full_mask[:, :width + step + 1],
                        position_ids=next_positions[:, None], past_key_values=cache, use_cache=True)
         cache = out.past_key_values
         next_tokens = out.logits[:, -1, :].argmax(dim=-1)

@@ -1,0 +1,206 @@
+"""`evaluate_model`: load a model once, score all its eval jobs, write records and predictions.
+
+Layout under `out_dir`:
+    predictions/<job_id>.jsonl   per-example records (written first)
+    records/<job_id>.json        the job's `ResultRecord` — the completion marker, written last
+    results.jsonl                every record of this model in `out_dir`, rewritten after each job
+
+A job whose marker exists with the same cache key is skipped without loading the model. The key covers
+the model's identity (revision, or a hash of a local directory's weights), dataset, format, shots, mode,
+the eval set's checksum (rendered contexts, targets, candidates), the engine version and the settings
+that change scores.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from evals.bootstrap import bootstrap_mean
+from evals.config import EvalConfig
+from evals.jobs import ENGINE_VERSION, EvalJob, ModelRef
+from evals.model_loading import (
+    LoadedModel,
+    ModelLoadError,
+    load_model,
+    load_tokenizer,
+    resolve_device,
+    resolve_dtype,
+    weights_hash,
+)
+from evals.results import ResultRecord, write_records
+from evals.scoring import ScoredSet, score_eval_set, scoring_kind
+from ptft import storage
+from ptft.ids import content_hash
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EvalJob", "ModelRef", "evaluate_model", "validate_jobs", "ENGINE_VERSION"]
+
+
+def validate_jobs(jobs: list[EvalJob], default_mode: str) -> None:
+    """Fail before any loading on an unknown dataset (`tasks.UnknownTaskError`, with a suggestion), a
+    format or mode the dataset lacks, a training-only dataset, or negative shots (ValueError)."""
+    from tasks import get_task
+    from tasks.registry import require_format
+
+    for job in jobs:
+        spec = get_task(job.dataset)
+        require_format(spec, job.fmt, job.resolved_mode(default_mode))
+        if not spec.eval_split:
+            raise ValueError(f"{job.dataset} is a training-only dataset and cannot be evaluated")
+        scoring_kind(spec.task_type)
+        if job.shots < 0:
+            raise ValueError(f"{job.dataset}: shots must be >= 0, got {job.shots}")
+
+
+def _model_max_length(model: ModelRef, config: EvalConfig) -> int:
+    """`config.max_length`, capped at the model's position budget (read from its config, no weights)."""
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(model.path_or_id, revision=model.revision)
+    except Exception as exc:
+        raise ModelLoadError(f"could not load the config of model {model.path_or_id!r} "
+                             f"(revision {model.revision or 'default'!r}): {exc}") from exc
+    positions = getattr(model_config, "max_position_embeddings", None)
+    return min(config.max_length, int(positions)) if positions else config.max_length
+
+
+def model_identity(model: ModelRef) -> dict[str, Any]:
+    """What makes two evaluations of "the same model" the same: revision, or the local weights' hash."""
+    if model.is_local:
+        return {"path": os.path.abspath(model.path_or_id), "weights_sha256": weights_hash(model.path_or_id)}
+    return {"hub_id": model.path_or_id, "revision": model.revision or "main"}
+
+
+def build_eval_set(job: EvalJob, mode: str, config: EvalConfig, tokenizer, max_length: int,
+                   data_source: str):
+    """The job's `tasks.EvalSet`, with shots dropped to fit the context budget."""
+    from tasks import eval_set, get_task
+
+    spec = get_task(job.dataset)
+    # Generation needs room for its answer; eval_set itself reserves the longest label candidate.
+    budget = max_length - (config.max_new_tokens if spec.task_type == "generation" else 0)
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text)["input_ids"])
+
+    return eval_set(job.dataset, job.fmt, mode, job.shots, source=data_source, limit=config.limit,
+                    count_tokens=count_tokens, max_tokens=budget, seed=config.fewshot_seed)
+
+
+def _cache_inputs(model_id: dict, job: EvalJob, mode: str, es: Any, config: EvalConfig, max_length: int,
+                  dtype: str) -> dict[str, Any]:
+    scoring: dict[str, Any] = {"max_length": max_length, "limit": config.limit, "dtype": dtype,
+                               "bootstrap_resamples": config.bootstrap_resamples,
+                               "bootstrap_seed": config.bootstrap_seed, "fewshot_seed": config.fewshot_seed}
+    if es.task.task_type == "generation":
+        scoring["max_new_tokens"] = config.max_new_tokens
+    return {"engine_version": ENGINE_VERSION, "model": model_id, "dataset": job.dataset, "fmt": job.fmt,
+            "shots": job.shots, "mode": mode, "template_checksum": es.checksum,
+            "template_version": es.template_version, "scoring": scoring}
+
+
+def _read_marker(path: str) -> ResultRecord | None:
+    if not storage.exists(path):
+        return None
+    try:
+        return ResultRecord.from_dict(storage.read_json(path))
+    except (ValueError, TypeError) as exc:  # a marker from an older schema: recompute rather than crash
+        log.warning("ignoring unreadable record %s: %s", path, exc)
+        return None
+
+
+def _rewrite_results(out_dir: str, model_key: str) -> None:
+    """`results.jsonl` = every record in `out_dir/records` that belongs to this model."""
+    records_dir = storage.join(out_dir, "records")
+    records = []
+    for name in storage.list_dir(records_dir):
+        if name.endswith(".json") and not name.startswith("."):
+            record = _read_marker(storage.join(records_dir, name))
+            if record is not None and record.extra.get("model_key") == model_key:
+                records.append(record)
+    write_records(storage.join(out_dir, "results.jsonl"), records)
+
+
+def _make_record(model: ModelRef, job: EvalJob, job_id: str, mode: str, es: Any, scored: ScoredSet,
+                 config: EvalConfig, predictions_path: str, extra: dict[str, Any]) -> ResultRecord:
+    boot = bootstrap_mean(scored.scores, config.bootstrap_resamples, config.bootstrap_seed)
+    secondary = {name: bootstrap_mean(values, config.bootstrap_resamples, config.bootstrap_seed).to_dict()
+                 for name, values in scored.secondary.items()}
+    extra = {**extra, "ci_midpoint": boot.ci_midpoint, "secondary_metrics": secondary,
+             "counts": {**es.counts, **scored.counts}, "template_version": es.template_version,
+             "split": es.split}
+    return ResultRecord(
+        model_kind=model.model_kind, base_model=model.base_model_name, checkpoint=model.checkpoint_name,
+        checkpoint_step=model.checkpoint_step, train_dataset=model.train_dataset,
+        train_format=model.train_format, lr=model.lr, eval_dataset=job.dataset, eval_format=job.fmt,
+        shots=job.shots, metric=scored.metric, value=boot.mean, std=boot.std, n=boot.n, mode=mode,
+        source="ptft", ci_low=boot.ci_low, ci_high=boot.ci_high, predictions=predictions_path, job_id=job_id,
+        trial_id=model.trial_id, epochs=model.epochs, template_checksum=es.checksum,
+        engine_version=ENGINE_VERSION, bootstrap_seed=config.bootstrap_seed, extra=extra,
+    )
+
+
+def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out_dir: str,
+                   data_source: str = "hub", progress: bool = True,
+                   on_record: Callable[[ResultRecord, bool], None] | None = None) -> list[ResultRecord]:
+    """Score `model` on every job (loading it at most once, and not at all when every job is cached).
+
+    Returns one `ResultRecord` per job, in job order. `on_record(record, cached)` is called after each
+    job (for progress reporting by a caller such as the Ray grid). Raises `tasks.UnknownTaskError` or
+    ValueError for a bad job before anything is loaded, and `ModelLoadError` naming the model and
+    revision when it cannot be loaded.
+    """
+    from tqdm.auto import tqdm
+
+    validate_jobs(jobs, config.mode)
+    tokenizer = load_tokenizer(model.path_or_id, model.revision)
+    max_length = _model_max_length(model, config)
+    dtype = str(resolve_dtype(config.precision, resolve_device(config.device))).replace("torch.", "")
+    model_id = model_identity(model)
+    model_key = content_hash(model_id, length=16)
+    loaded: LoadedModel | None = None
+    records: list[ResultRecord] = []
+    bar = tqdm(jobs, desc=f"eval {model.describe()}", disable=not progress, dynamic_ncols=True)
+    for job in bar:
+        mode = job.resolved_mode(config.mode)
+        job_id = job.resolved_id(model, config.mode)
+        bar.set_postfix_str(job_id)
+        es = build_eval_set(job, mode, config, tokenizer, max_length, data_source)
+        inputs = _cache_inputs(model_id, job, mode, es, config, max_length, dtype)
+        cache_key = content_hash(inputs, length=16)
+        marker = storage.join(out_dir, "records", f"{job_id}.json")
+        cached = _read_marker(marker)
+        if cached is not None and cached.extra.get("cache_key") == cache_key:
+            records.append(cached)
+            if on_record:
+                on_record(cached, True)
+            continue
+        if loaded is None:
+            loaded = load_model(model.path_or_id, model.revision, config.precision, config.device,
+                                max_length, tokenizer=tokenizer)
+        started = time.perf_counter()
+        scored = score_eval_set(loaded, es, mode, batch_size=config.batch_size,
+                                max_new_tokens=config.max_new_tokens, progress=progress)
+        seconds = time.perf_counter() - started
+        if len(scored.scores) == 0:
+            raise ValueError(f"{job_id}: the eval set has no examples to score")
+        predictions = storage.join(out_dir, "predictions", f"{job_id}.jsonl")
+        storage.atomic_write_jsonl(predictions, scored.records)
+        extra = {"cache_key": cache_key, "cache_inputs": inputs, "model_key": model_key,
+                 "path_or_id": model.path_or_id, "revision": model.revision, "data_source": data_source,
+                 "dtype": dtype, "device": str(loaded.device), "batch_size": config.batch_size,
+                 "seconds": round(seconds, 3), "examples_per_s": round(len(scored.scores) / max(seconds, 1e-9), 2)}
+        record = _make_record(model, job, job_id, mode, es, scored, config, predictions, extra)
+        storage.atomic_write_json(marker, record.to_dict())  # the marker: written last
+        _rewrite_results(out_dir, model_key)
+        records.append(record)
+        if on_record:
+            on_record(record, False)
+    _rewrite_results(out_dir, model_key)
+    return records

@@ -1,0 +1,46 @@
+"""`ptft eval` (evals.command.eval_main) end to end on the mini data, and its errors."""
+
+from __future__ import annotations
+
+import os
+
+from evals.command import eval_main
+from evals.results import read_records
+
+
+def test_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
+    out = str(tmp_path / "out")
+    argv = ["--model", tiny_model_dir, "--tasks", "mnli_matched,xsum", "--formats", "default,instruct",
+            "--shots", "1", "--mode", "fixed", "--out", out, "--batch-size", "4", "--limit", "4",
+            "--data-source", "mini", "--max-new-tokens", "6", "--bootstrap-resamples", "100", "--no-progress"]
+    assert eval_main(argv) == 0
+    records = read_records(os.path.join(out, "results.jsonl"))
+    assert sorted((r.eval_dataset, r.eval_format) for r in records) == [
+        ("mnli_matched", "default"), ("mnli_matched", "instruct"), ("xsum", "default"), ("xsum", "instruct")]
+    assert all(r.n == 4 and r.shots == 1 for r in records)
+    assert sorted(os.listdir(os.path.join(out, "predictions"))) == sorted(f"{r.job_id}.jsonl" for r in records)
+    assert "wrote 4 records" in capsys.readouterr().out
+    assert eval_main(argv) == 0  # cached: same records, nothing recomputed
+    assert [r.to_dict() for r in read_records(os.path.join(out, "results.jsonl"))] == [
+        r.to_dict() for r in records]
+
+
+def test_cli_unknown_task(tiny_model_dir, tmp_path, capsys):
+    code = eval_main(["--model", tiny_model_dir, "--tasks", "xsumm", "--out", str(tmp_path), "--data-source", "mini"])
+    assert code == 2
+    assert "unknown dataset 'xsumm' (did you mean 'xsum'?)" in capsys.readouterr().err
+
+
+def test_cli_format_the_task_lacks(tiny_model_dir, tmp_path, capsys):
+    code = eval_main(["--model", tiny_model_dir, "--tasks", "arc_easy", "--formats", "io", "--out",
+                      str(tmp_path), "--data-source", "mini"])
+    assert code == 2
+    assert "arc_easy: format 'io' is not supported" in capsys.readouterr().err
+
+
+def test_cli_model_that_does_not_load(tmp_path, capsys):
+    code = eval_main(["--model", str(tmp_path / "missing"), "--revision", "step1000-tokens4B", "--tasks",
+                      "mnli_matched", "--out", str(tmp_path), "--data-source", "mini", "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "missing" in err and "step1000-tokens4B" in err

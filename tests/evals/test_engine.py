@@ -1,0 +1,155 @@
+"""The batched engine against a plain reference: one example at a time, no padding, no cache reuse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evals.generation import generate
+from evals.loglikelihood import loglikelihood, next_token_logprobs
+from evals.model_loading import LoadedModel
+from evals.requests import GenerationRequest, LoglikelihoodRequest, NextTokenRequest
+
+CONTEXTS = [
+    "### Input_1: The cat sat on the mat.\n ### Input_2: A cat sat.\n ### Inference: ",
+    "Consider the following texts: Text 1: A man plays a guitar. Text 2: A man reads. The relation is ",
+    "The quick brown fox",
+    "### Input: " + "The quick brown fox jumps over the lazy dog. " * 6 + "\n ### Summary: ",
+    "Question: what is two plus two?\nAnswer:",
+    "A",
+]
+CANDIDATES = ("entailment", "neutral", "contradiction", " a long answer about a dog", "yes")
+
+
+def reference_loglikelihood(lm: LoadedModel, context: str, continuation: str) -> float:
+    """Full forward over context + continuation, one example, summing the continuation's log-probs."""
+    stripped = context.rstrip()
+    continuation = context[len(stripped):] + continuation
+    context_ids = lm.tokenizer(stripped)["input_ids"]
+    whole = lm.tokenizer(stripped + continuation)["input_ids"]
+    assert whole[:len(context_ids)] == context_ids
+    with torch.no_grad():
+        logits = lm.model(torch.tensor([whole])).logits[0]
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    return sum(float(logprobs[i - 1, whole[i]]) for i in range(len(context_ids), len(whole)))
+
+
+def reference_generate(lm: LoadedModel, context: str, max_new_tokens: int, stop: tuple[str, ...],
+                       eos_id: int | None) -> str:
+    """Greedy decoding with a full forward per step and no cache."""
+    ids = lm.tokenizer(context)["input_ids"]
+    generated: list[int] = []
+    for _ in range(max_new_tokens):
+        with torch.no_grad():
+            token = int(lm.model(torch.tensor([ids + generated])).logits[0, -1].argmax())
+        if token == eos_id:
+            break
+        generated.append(token)
+        text = lm.tokenizer.decode(generated, skip_special_tokens=True)
+        if any(s in text for s in stop):
+            break
+    text = lm.tokenizer.decode(generated, skip_special_tokens=True)
+    cuts = [text.find(s) for s in stop if s in text]
+    return text[:min(cuts)] if cuts else text
+
+
+def test_loglikelihood_matches_reference_and_batch_size(tiny_lm):
+    requests = [LoglikelihoodRequest(c, CANDIDATES) for c in CONTEXTS]
+    batched = loglikelihood(tiny_lm, requests, batch_size=8)
+    single = loglikelihood(tiny_lm, requests, batch_size=1)
+    for request, many, one in zip(requests, batched, single, strict=True):
+        expected = [reference_loglikelihood(tiny_lm, request.context, c) for c in request.continuations]
+        assert many.loglikelihoods == pytest.approx(expected, abs=1e-4)
+        assert many.loglikelihoods == pytest.approx(one.loglikelihoods, abs=1e-4)
+        assert int(torch.tensor(many.loglikelihoods).argmax()) == int(torch.tensor(expected).argmax())
+    assert batched[0].token_counts[3] > 1  # the multi-token path is exercised
+
+
+def test_context_runs_once_per_prompt(tiny_lm):
+    """All candidates of a prompt share one pass: the context once, then each candidate's tokens."""
+    fed: list[tuple[int, int]] = []
+    hook = tiny_lm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        [answer] = loglikelihood(tiny_lm, [LoglikelihoodRequest(CONTEXTS[3], CANDIDATES)], batch_size=4)
+    finally:
+        hook.remove()
+    context_len = len(tiny_lm.tokenizer(CONTEXTS[3].rstrip())["input_ids"])
+    packed = sum(n - 1 for n in answer.token_counts)  # a candidate's last token is never fed
+    assert fed == [(1, context_len + packed)]  # one forward; the context is not repeated per candidate
+
+
+def test_next_token_logprobs_match_reference(tiny_lm):
+    token_ids = (5, 17, 222, 426)
+    requests = [NextTokenRequest(c, token_ids) for c in CONTEXTS]
+    for batch_size in (1, 8):
+        answers = next_token_logprobs(tiny_lm, requests, batch_size=batch_size)
+        for request, (logprobs, dropped) in zip(requests, answers, strict=True):
+            ids = tiny_lm.tokenizer(request.context)["input_ids"]
+            with torch.no_grad():
+                full = torch.log_softmax(tiny_lm.model(torch.tensor([ids])).logits[0, -1].float(), -1)
+            assert logprobs == pytest.approx(full[list(token_ids)].tolist(), abs=1e-4)
+            assert dropped == 0
+
+
+@pytest.mark.parametrize("use_stop", [False, True])
+def test_generation_matches_reference(tiny_lm, use_stop):
+    plain = [reference_generate(tiny_lm, c, 12, (), tiny_lm.eos_id) for c in CONTEXTS]
+    # Stop sequences taken from the reference's own output, so that some rows stop early and some do not.
+    stops = tuple({text[3:5] for text in plain[:2] if len(text) > 5}) if use_stop else ()
+    requests = [GenerationRequest(c, stops, 12) for c in CONTEXTS]
+    expected = [reference_generate(tiny_lm, c, 12, stops, tiny_lm.eos_id) for c in CONTEXTS]
+    for batch_size in (1, 4, 8):
+        outputs = generate(tiny_lm, requests, batch_size=batch_size)
+        assert [o.text for o in outputs] == expected
+    if use_stop:
+        assert any(o.finish_reason == "stop" for o in outputs)
+        assert any(o.finish_reason == "length" for o in outputs)
+
+
+class _EosModel(LoadedModel):
+    """The tiny model with another token playing eos, so that some rows end on eos."""
+
+    forced_eos: int = 0
+
+    @property
+    def eos_id(self) -> int | None:
+        return self.forced_eos
+
+
+def test_generation_stops_on_eos(tiny_lm):
+    first = reference_generate(tiny_lm, CONTEXTS[0], 6, (), None)
+    eos = tiny_lm.tokenizer(first)["input_ids"][2]  # a token the model emits early for this prompt
+    lm = _EosModel(tiny_lm.model, tiny_lm.tokenizer, tiny_lm.device, tiny_lm.dtype, tiny_lm.max_length)
+    lm.forced_eos = eos
+    requests = [GenerationRequest(c, (), 10) for c in CONTEXTS]
+    expected = [reference_generate(tiny_lm, c, 10, (), eos) for c in CONTEXTS]
+    outputs = generate(lm, requests, batch_size=8)
+    assert [o.text for o in outputs] == expected
+    assert outputs[0].finish_reason == "eos"
+
+
+def test_long_context_is_truncated_from_the_left(tiny_lm):
+    lm = LoadedModel(tiny_lm.model, tiny_lm.tokenizer, tiny_lm.device, tiny_lm.dtype, max_length=16)
+    long = "The quick brown fox jumps over the lazy dog. " * 10
+    [answer] = loglikelihood(lm, [LoglikelihoodRequest(long, ("entailment", " no"))])
+    assert answer.truncated_tokens > 0
+    [out] = generate(lm, [GenerationRequest(long, (), 4)])
+    assert out.truncated_tokens > 0 and out.num_tokens <= 4
+
+
+def test_continuation_tokens_equal_the_joint_encoding(tiny_lm):
+    """The tail-only encoding shortcut gives the tokens the whole joined text would have."""
+    from evals.loglikelihood import encode_loglikelihood
+
+    tok = tiny_lm.tokenizer
+    cases = [(c, cont) for c in CONTEXTS + ["The quick bro", "x" * 200 + " entail", "Answer:\n\n"]
+             for cont in ("wn fox", "ment", " entailment", "yes", "\n###", "")]
+    encoded = encode_loglikelihood(tok, [LoglikelihoodRequest(c, (cont,)) for c, cont in cases], 10_000, 1)
+    for (context, cont), e in zip(cases, encoded, strict=True):
+        stripped = context.rstrip()
+        moved = context[len(stripped):] + cont
+        ctx = tok(stripped)["input_ids"]
+        whole = tok(stripped + moved)["input_ids"]
+        expected = whole[len(ctx):] if whole[:len(ctx)] == ctx else tok(moved, add_special_tokens=False)["input_ids"]
+        assert e.context == ctx and e.continuations == [expected], (context[-20:], cont)
