@@ -13,6 +13,7 @@ _DELEGATED: dict[str, tuple[str, str]] = {
     "analyze": ("transfer/forgetting/format matrices and a report from results", "evals.analysis.command:analyze_main"),
     "run": ("run a grid: train, select, evaluate, analyze (the ray job submit entry point)", "ray_jobs.grid:main"),
     "status": ("where a grid stands, from its storage markers", "ray_jobs.status:main"),
+    "demo": ("pre-train a tiny model, run a whole study on it locally, write the report", "ptft.demo.command:demo_main"),
 }
 
 

@@ -12,7 +12,6 @@ import difflib
 import math
 import os
 import re
-import typing
 from typing import Any, Literal
 
 import yaml
@@ -20,18 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from evals.config import EvalConfig
 from ptft.checkpoints import CheckpointRef, parse_checkpoint
+from ptft.spec_errors import SpecError, explain
 from trainers.config import TrainConfig
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-class SpecError(ValueError):
-    """A spec that cannot run. `problems` holds one line per bad field."""
-
-    def __init__(self, problems: list[str], source: str | None = None):
-        self.problems = problems
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}invalid experiment spec\n" + "\n".join(f"  {p}" for p in problems))
 
 
 def _task(name: str):
@@ -421,7 +412,7 @@ def parse_spec(raw: dict[str, Any], base_dir: str = ".", source: str | None = No
     try:
         return ExperimentSpec.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as err:
-        raise SpecError(_explain(err, raw), source=source) from None
+        raise SpecError(explain(err, ExperimentSpec, hidden={"base_dir"}), source=source) from None
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
@@ -435,70 +426,3 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         if not isinstance(node, dict):
             raise SpecError([f"override {item!r}: {part!r} is not a section"])
     node[parts[-1]] = yaml.safe_load(value)
-
-
-def _format_loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The pydantic model that owns the field at `loc` (to list allowed keys for a typo)."""
-    model: type[BaseModel] | None = ExperimentSpec
-    for part in loc:
-        if model is None:
-            return None
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        model = _find_model(field.annotation)
-    return model
-
-
-def _find_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        found = _find_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _explain(err: ValidationError, raw: dict[str, Any]) -> list[str]:
-    problems = []
-    for e in err.errors():
-        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-"))))
-        # A union reports one error per member; the list member's path ends in "list[float]"-like names.
-        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("LogUniform",))))
-        where = _format_loc(loc)
-        kind = e["type"]
-        if kind == "extra_forbidden":
-            owner = _model_at(loc[:-1])
-            allowed = [n for n in owner.model_fields if n != "base_dir"] if owner else []
-            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
-            problems.append(f"{where}: unknown key{did_you_mean}; allowed keys: {', '.join(allowed)}")
-            continue
-        if kind == "missing":
-            problems.append(f"{where}: required field is missing")
-            continue
-        msg = e["msg"].removeprefix("Value error, ")
-        if msg.startswith("[") and "]: " in msg:  # a list validator that already names the index
-            index, msg = msg.split(": ", 1)
-            where += index
-        elif re.match(r"^(datasets|formats)(\[\d+\])?(\.formats)?(\[\d+\])?: ", msg):
-            sub, msg = msg.split(": ", 1)
-            where = f"{where}.{sub}" if where else sub
-        bad = e.get("input")
-        shown = "" if isinstance(bad, (dict, list)) or repr(bad) in msg else f" (got {bad!r})"
-        problems.append(f"{where}: {msg}{shown}")
-    # A union of list-or-range yields duplicate lines for one mistake; keep each once, in order.
-    return list(dict.fromkeys(problems))

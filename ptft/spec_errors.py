@@ -1,0 +1,87 @@
+"""Spec errors that a person can act on: each names the YAML field, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. `problems` holds one line per bad field."""
+
+    def __init__(self, problems: list[str], source: str | None = None):
+        self.problems = problems
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}invalid experiment spec\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model that owns the field at `loc` (to list allowed keys for a typo)."""
+    model: type[BaseModel] | None = root
+    for part in loc:
+        if model is None:
+            return None
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = _find_model(field.annotation)
+    return model
+
+
+def _find_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _find_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def explain(err: ValidationError, root: type[BaseModel], hidden: set[str] = frozenset()) -> list[str]:
+    """One readable line per problem: the YAML field, what is wrong, the bad value, what is allowed."""
+    problems = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-"))))
+        # A union reports one error per member; the list member's path ends in "list[float]"-like names.
+        loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("LogUniform",))))
+        where = _format_loc(loc)
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            owner = _model_at(root, loc[:-1])
+            allowed = [n for n in owner.model_fields if n not in hidden] if owner else []
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            problems.append(f"{where}: unknown key{did_you_mean}; allowed keys: {', '.join(allowed)}")
+            continue
+        if kind == "missing":
+            problems.append(f"{where}: required field is missing")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        if msg.startswith("[") and "]: " in msg:  # a list validator that already names the index
+            index, msg = msg.split(": ", 1)
+            where += index
+        elif re.match(r"^(datasets|formats)(\[\d+\])?(\.formats)?(\[\d+\])?: ", msg):
+            sub, msg = msg.split(": ", 1)
+            where = f"{where}.{sub}" if where else sub
+        bad = e.get("input")
+        shown = "" if isinstance(bad, (dict, list)) or repr(bad) in msg else f" (got {bad!r})"
+        problems.append(f"{where}: {msg}{shown}")
+    # A union of list-or-range yields duplicate lines for one mistake; keep each once, in order.
+    return list(dict.fromkeys(problems))
