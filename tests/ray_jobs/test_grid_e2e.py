@@ -101,7 +101,8 @@ def test_smoke_grid_survives_a_killed_driver_and_a_crashed_trial(tiny_checkpoint
     assert len(runs) >= len(plan.trials) - len(done_before)
     # Retention: at most the latest and the best checkpoint per trial.
     for trial in plan.trials:
-        assert len(list(Path(layout.train_run(trial.trial_id)).glob("checkpoint_*"))) <= 2
+        kept = [p for p in Path(layout.train_run(trial.trial_id)).glob("checkpoint_*") if p.is_dir()]
+        assert 1 <= len(kept) <= 2, kept
 
     # 4. The secret never reaches storage (configs, logs, W&B files, manifests).
     for path in files_under(Path(layout.root)):
