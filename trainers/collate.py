@@ -57,14 +57,20 @@ class Batch:
     def real_tokens(self) -> int:
         return sum(self.example_lengths)
 
+    @property
+    def target_tokens(self) -> int:
+        """Tokens that carry loss (read on the host before the batch moves to the device)."""
+        return int((self.labels[:, 1:] != IGNORE_INDEX).sum())
+
     def to(self, device: torch.device | str) -> Batch:
         return Batch(self.input_ids.to(device), self.labels.to(device), self.position_ids.to(device),
                      self.example_lengths)
 
 
-def collate(rows: Sequence[Sequence[TokenizedExample]], pad_id: int) -> Batch:
+def collate(rows: Sequence[Sequence[TokenizedExample]], pad_id: int, pad_to_multiple_of: int = 1) -> Batch:
     """Lay out rows of examples as one right-padded batch (see the module docstring for why it cannot leak)."""
     width = max(sum(len(e) for e in row) for row in rows)
+    width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)

@@ -25,6 +25,8 @@ class TrainConfig(BaseModel):
     zero_stage: Literal[0, 1, 2, 3] = Field(3, description="DeepSpeed ZeRO stage.")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU.")
     packing: bool = Field(False, description="Pack several examples per sequence (no cross-example leakage).")
+    pad_to_multiple_of: int = Field(
+        1, ge=1, description="Pad each batch's width up to a multiple of this (fewer distinct shapes).")
     checkpoint_every: int | None = Field(None, ge=1, description="Checkpoint every N optimizer steps (and at the end).")
     val_size: int = Field(200, ge=0, description="Held-out training rows for validation loss (lr selection).")
     max_steps: int | None = Field(None, ge=1, description="Stop after N optimizer steps (tests, smoke runs); the lr schedule spans the shortened run.")

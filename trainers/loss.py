@@ -11,10 +11,10 @@ from trainers.examples import IGNORE_INDEX
 
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per-position loss [B, T-1] in fp32: position i predicts labels[i + 1]; 0 where the label is ignored."""
-    shifted = labels[:, 1:]
-    losses = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), shifted, ignore_index=IGNORE_INDEX,
-                             reduction="none")
-    return losses
+    batch, length, vocab = logits.shape
+    losses = F.cross_entropy(logits[:, :-1].reshape(-1, vocab).float(), labels[:, 1:].reshape(-1),
+                             ignore_index=IGNORE_INDEX, reduction="none")  # flat rows: the fast layout
+    return losses.view(batch, length - 1)
 
 
 def loss_sum_and_count(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,7 +15,6 @@ or inside a Ray Train worker (`trainers.ray_adapter`). Steps:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -25,25 +24,21 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field
 
 from trainers.checkpointing import (
     code_version,
     export_model,
-    has_checkpoint,
     load_training_state,
     read_completed,
     save_training_state,
     write_manifest_and_marker,
 )
-from trainers.collate import Batch, EpochSampler, collate, plan_rows
-from trainers.config import TrainConfig
+from trainers.collate import EpochSampler, collate, plan_rows
 from trainers.deepspeed_config import (
     build_client_optimizer,
     deepspeed_config,
@@ -52,70 +47,20 @@ from trainers.deepspeed_config import (
     warmup_steps,
 )
 from trainers.examples import IGNORE_INDEX, ExampleSet, TokenizedExample, build_examples, split_validation
+from trainers.job import LocalReporter, Reporter, TrainJob, TrainResult
 from trainers.loss import loss_sum_and_count
-from trainers.metrics import FlopsModel, ThroughputMeter, peak_flops_for, peak_memory_bytes, throughput_metrics
+from trainers.metrics import (
+    FlopsModel,
+    ThroughputMeter,
+    peak_flops_for,
+    peak_memory_bytes,
+    throughput_metrics,
+)
+
+__all__ = ["LocalReporter", "Reporter", "TrainJob", "TrainResult", "load_training_data", "main", "train_worker",
+           "validation_loss"]
 
 log = logging.getLogger(__name__)
-
-
-class TrainJob(BaseModel):
-    """Everything one trial's workers need; serialisable, so Ray and torchrun can ship it as JSON."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    trial_id: str
-    cell_id: str
-    model: str = Field(description="Hub id or local directory of the starting checkpoint.")
-    revision: str | None = Field(None, description="Hub revision (branch); None for a local directory.")
-    dataset: str = Field(description="tasks registry name, e.g. 'mnli'.")
-    fmt: str = Field("default", description="Training prompt format.")
-    data_mode: Literal["faithful", "fixed"] = "fixed"
-    data_source: str = Field("hub", description="'hub', 'mini', or a folder of <task>/<split>.jsonl.")
-    data_limit: int | None = Field(None, ge=1, description="Cap on rendered rows (smoke runs).")
-    lr: float = Field(gt=0.0)
-    config: TrainConfig = Field(default_factory=TrainConfig)
-    output_dir: str = Field(description="Final model, manifest.json and COMPLETED go here.")
-    checkpoint_dir: str | None = Field(None, description="Bare runs: DeepSpeed checkpoints (default <output_dir>/checkpoints).")
-    resume: bool = Field(True, description="Bare runs: continue from checkpoint_dir when it holds a checkpoint.")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    output_dir: str
-    manifest: dict[str, Any]
-    skipped: bool = False  # True: the output_dir was already COMPLETED
-
-
-class Reporter(Protocol):
-    """Where a worker reports metrics and checkpoints, and where it finds one to resume from."""
-
-    def resume_dir(self) -> contextlib.AbstractContextManager[str | None]: ...
-
-    def checkpoint_dir(self) -> contextlib.AbstractContextManager[str]: ...
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None: ...
-
-
-class LocalReporter:
-    """Bare runs: checkpoints live in `job.checkpoint_dir`; rank 0 logs one JSON line per report."""
-
-    def __init__(self, job: TrainJob) -> None:
-        self.job = job
-        self.directory = job.checkpoint_dir or os.path.join(job.output_dir, "checkpoints")
-        self.history: list[dict[str, Any]] = []
-
-    @contextlib.contextmanager
-    def resume_dir(self) -> Iterator[str | None]:
-        yield self.directory if self.job.resume and has_checkpoint(self.directory) else None
-
-    @contextlib.contextmanager
-    def checkpoint_dir(self) -> Iterator[str]:
-        yield self.directory
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        self.history.append(metrics)
-        if _rank() == 0:
-            print(json.dumps({"trial_id": self.job.trial_id, **metrics}), flush=True)
 
 
 @dataclass
@@ -187,35 +132,36 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
 
     # Resume.
     state = TrainState()
+    metrics: dict[str, Any] = {}  # the last report's; restored so a run resumed at its end can still export
     with reporter.resume_dir() as resume_from:
         if resume_from is not None:
             client_state = load_training_state(engine, resume_from)
             state = TrainState(**client_state["train_state"])
+            metrics = client_state.get("metrics", {})
             log.info("resumed at step %d (micro-batch %d)", state.step, state.micro_index)
 
     # The loop.
     meter = ThroughputMeter(flops_model)
     window_loss, window_steps = 0.0, 0
     val_every = cfg.val_every or cfg.log_every
-    metrics: dict[str, Any] = {}
     engine.train()
     while state.step < total_steps:
         lr = engine.get_lr()[0]
         meter.start()
-        step_loss = 0.0
+        step_loss = torch.zeros((), device=engine.device)
         for _ in range(cfg.grad_accum):
-            batch = collate([data.rows[i] for i in sampler.micro_batch(state.micro_index)], pad_id)
-            batch = batch.to(engine.device)
-            loss_sum, count = loss_sum_and_count(engine, batch)
+            rows = [data.rows[i] for i in sampler.micro_batch(state.micro_index)]
+            batch = collate(rows, pad_id, cfg.pad_to_multiple_of)
+            meter.add(batch.example_lengths, batch.padded_tokens, batch.target_tokens)
+            loss_sum, count = loss_sum_and_count(engine, batch.to(engine.device))
             loss = loss_sum / count.clamp(min=1)  # token mean per micro-batch, as open-instruct
-            engine.backward(loss)
-            engine.step()  # DeepSpeed steps the optimizer and the schedule on the last micro-batch only
-            step_loss += loss.item() / cfg.grad_accum
-            meter.add(batch.example_lengths, batch.padded_tokens, int(count))
+            engine.backward(loss)  # DeepSpeed divides by grad_accum
+            engine.step()  # ... and steps the optimizer and the schedule on the last micro-batch only
+            step_loss += loss.detach() / cfg.grad_accum
             state.micro_index += 1
+        window_loss += step_loss.item()  # one host sync per optimizer step
         meter.stop()
         state.step += 1
-        window_loss += step_loss
         window_steps += 1
 
         last = state.step == total_steps
@@ -230,7 +176,7 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         window_loss, window_steps = 0.0, 0
         if save:
             with reporter.checkpoint_dir() as directory:
-                save_training_state(engine, directory, state.step, _client_state(state, sampler))
+                save_training_state(engine, directory, state.step, _client_state(state, sampler, metrics))
                 reporter.report(metrics, checkpoint_dir=directory)
         else:
             reporter.report(metrics)
@@ -318,10 +264,10 @@ def _step_metrics(engine: Any, state: TrainState, meter: ThroughputMeter, window
     }
 
 
-def _client_state(state: TrainState, sampler: EpochSampler) -> dict[str, Any]:
+def _client_state(state: TrainState, sampler: EpochSampler, metrics: dict[str, Any]) -> dict[str, Any]:
     epoch, position = sampler.position(state.micro_index)
-    return {"train_state": dataclasses.asdict(state), "sampler": {"epoch": epoch, "position": position,
-                                                                   "seed": sampler.seed}}
+    return {"train_state": dataclasses.asdict(state), "metrics": metrics,
+            "sampler": {"epoch": epoch, "position": position, "seed": sampler.seed}}
 
 
 def _manifest(job: TrainJob, data: TrainingData, metrics: dict[str, Any], state: TrainState,

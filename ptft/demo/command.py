@@ -12,15 +12,21 @@ Re-running the same command continues: finished checkpoints, trials and evals ar
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
+from dataclasses import asdict
 
 from ptft.demo.profiles import FULL, QUICK, DemoProfile, grid_spec
 
 # The demo runs offline on CPU unless the caller says otherwise; set before Ray starts so workers inherit.
 ENV_DEFAULTS = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline",
-                "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false", "WANDB_SILENT": "true"}
+                "DS_ACCELERATOR": "cpu", "TOKENIZERS_PARALLELISM": "false", "WANDB_SILENT": "true",
+                # Idle OpenMP threads sleep instead of spinning: with the default, a second busy process on a
+                # 2-core box made pre-training steps ~10x slower (0.3 s -> 3 s).
+                "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def _log(message: str) -> None:
@@ -85,12 +91,19 @@ def demo_main(argv: list[str] | None = None) -> int:
     os.makedirs(out_dir, exist_ok=True)
     started = time.perf_counter()
 
-    from ptft.demo.pretrain import pretrain
+    from ptft.demo.pretrain import checkpoint_dir, is_done
 
     p = profile.pretrain
+    pretrain_dir = os.path.join(out_dir, "pretrain")
     _log(f"1/3 pre-training a tiny OLMo ({p.layers} layers, hidden {p.hidden}) for {p.total_steps} steps; "
          f"checkpoints at steps {', '.join(map(str, p.checkpoint_steps))}")
-    checkpoints = pretrain(os.path.join(out_dir, "pretrain"), p, progress=not args.no_progress)
+    if is_done(pretrain_dir, p):
+        _log(f"pre-training checkpoints already in {pretrain_dir}; reusing them")
+    else:
+        # A child process: OMP_WAIT_POLICY only takes effect if it is set before torch loads.
+        cmd = [sys.executable, "-m", "ptft.demo.pretrain", pretrain_dir, json.dumps(asdict(p))]
+        subprocess.run(cmd + (["--no-progress"] if args.no_progress else []), check=True)
+    checkpoints = {s: checkpoint_dir(pretrain_dir, s) for s in sorted(p.checkpoint_steps)}
     pretrain_seconds = time.perf_counter() - started
 
     import ray
@@ -113,7 +126,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     _log(f"3/3 done in {total / 60:.1f} min (pre-training {pretrain_seconds:.0f}s, "
          + ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items()) + ")")
     if report.analysis_dir:
-        for line in headline(report.analysis_dir, profile.train_datasets):
+        for line in headline(report.analysis_dir, profile.dataset_names):
             _log(line)
         _log(f"report: {os.path.join(report.analysis_dir, 'report.html')} "
              f"(tables and figures beside it: transfer.csv, groups.csv, *.png)")

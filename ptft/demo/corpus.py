@@ -5,7 +5,8 @@ learned here carries over to them, but it is never built from the mini rows them
 
 - plain text: short stories about that world (the bulk);
 - NLI-like text: a statement, a second statement and the relation between them, written in several
-  surface forms (the rule: "not" -> contradiction, "maybe" -> neutral, else entailment);
+  surface forms (the mini rule's "not" -> contradiction, else entailment; never the "maybe" -> neutral
+  case, which only fine-tuning teaches);
 - summary-like text: a short news story followed by a one-line summary, a shortened copy of its first
   sentence, again in several surface forms.
 
@@ -48,10 +49,6 @@ _SUMMARY_FORMS: list[Callable[[str, str], str]] = [
 ]
 
 
-def _other(rng: random.Random, pool: list[str], not_this: str) -> str:
-    return rng.choice([p for p in pool if p != not_this])
-
-
 def plain_text(rng: random.Random) -> str:
     """A short story: plain sentences about the shared world, with no task pattern in it."""
     name, friend = rng.choice(NAMES), rng.choice(NAMES)
@@ -75,24 +72,23 @@ def plain_text(rng: random.Random) -> str:
 
 
 def nli_example(rng: random.Random) -> tuple[str, str, str]:
-    """(premise, hypothesis, label word) following the mini NLI rule, with our own sentence shapes."""
+    """(premise, hypothesis, label word) following the mini NLI rule, with our own sentence shapes.
+
+    Only two of the three relations appear: "not" -> contradiction, else entailment. Hedged hypotheses
+    ("maybe ...") -> neutral is left for fine-tuning to teach, so a base model tops out near 2/3 on
+    MNLI and does not solve RTE (whose second class is exactly the hedged case) before it is fine-tuned.
+    """
     name, (past, base) = rng.choice(NAMES), rng.choice(VERBS)
     noun, adj, place = rng.choice(NOUNS), rng.choice(ADJS), rng.choice(PLACES)
-    shape = rng.randrange(3)
-    if shape == 0:
+    if rng.random() < 0.5:
         premise = f"{name} {past} a {adj} {noun} at the {place}."
-        pos, maybe, neg = (f"{name} {past} a {noun}.", f"maybe {name} {past} a {noun} again.",
-                           f"{name} did not {base} a {noun}.")
-    elif shape == 1:
-        premise = f"{name} went to the {place} with a {noun}. it was a nice day."
-        pos, maybe, neg = (f"{name} went to the {place}.", f"maybe {name} went to the {place} twice.",
-                           f"{name} did not go to the {place}.")
+        pos, neg = f"{name} {past} a {noun}.", f"{name} did not {base} a {noun}."
     else:
         premise = f"the {noun} at the {place} is {adj}."
-        pos, maybe, neg = (f"the {noun} is {adj}.", f"maybe the {noun} is {adj} and {_other(rng, ADJS, adj)}.",
-                           f"the {noun} is not {adj}.")
-    label = rng.randrange(3)
-    return premise, (pos, maybe, neg)[label], ("entailment", "neutral", "contradiction")[label]
+        pos, neg = f"the {noun} is {adj}.", f"the {noun} is not {adj}."
+    if rng.random() < 0.5:
+        return premise, pos, "entailment"
+    return premise, neg, "contradiction"
 
 
 def summary_example(rng: random.Random) -> tuple[str, str]:

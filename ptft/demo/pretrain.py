@@ -165,9 +165,35 @@ def pretrain(out_dir: str, cfg: PretrainConfig = PretrainConfig(), progress: boo
     return paths
 
 
+def config_from_json(text: str) -> PretrainConfig:
+    """The inverse of `json.dumps(asdict(cfg))` (tuples come back as lists)."""
+    raw = json.loads(text)
+    for key in ("checkpoint_steps", "tokenizer_tasks"):
+        raw[key] = tuple(raw[key])
+    return PretrainConfig(**raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ptft.demo.pretrain OUT_DIR CONFIG_JSON [--no-progress]`: the demo runs it as a child
+    process so the OpenMP settings it needs (OMP_WAIT_POLICY) take effect before torch loads."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ptft.demo.pretrain", description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir")
+    parser.add_argument("config", help="PretrainConfig as JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    pretrain(args.out_dir, config_from_json(args.config), progress=not args.no_progress)
+    return 0
+
+
 def _causal_loss(model, batch):
     """Next-token cross-entropy over a packed block (inputs are the block minus its last token)."""
     import torch.nn.functional as F
 
     logits = model(input_ids=batch[:, :-1]).logits
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

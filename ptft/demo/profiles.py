@@ -22,23 +22,30 @@ class DemoProfile:
 
     name: str
     pretrain: PretrainConfig
-    train_datasets: tuple[str, ...]
+    train_datasets: tuple[str | dict[str, Any], ...]  # names, or spec entries with per-dataset lrs
     learning_rates: tuple[float, ...]
     train_formats: tuple[str, ...] = ("default",)
     max_steps: int = 40
     train_batch_size: int = 8
     eval_datasets: tuple[str, ...] = EVAL_DATASETS
     eval_formats: tuple[str, ...] = ("default",)
-    shots: int = 2
+    # 0-shot: the tiny models copy the labels of the few shots in front of them (one fixed draw for every
+    # example), which would hide what they learned; the corpus already taught the base models the formats.
+    shots: int = 0
     eval_limit: int = 48
     max_new_tokens: int = 16
     extra_train: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dataset_names(self) -> tuple[str, ...]:
+        return tuple(d if isinstance(d, str) else d["name"] for d in self.train_datasets)
 
 
 FULL = DemoProfile(
     name="demo",
     pretrain=PretrainConfig(),
-    train_datasets=("mnli", "paws", "xsum"),
+    # xsum at one lr, as the study fixes xsum's: saves 3 trials (~1.5 min) on 2 cores.
+    train_datasets=("mnli", "paws", {"name": "xsum", "learning_rates": [2e-3]}),
     learning_rates=(1e-3, 3e-3),
     eval_formats=("default", "instruct"),
 )
@@ -73,7 +80,8 @@ def grid_spec(profile: DemoProfile, checkpoints: dict[int, str], storage: str) -
         "model": model,
         "data": {"source": "mini"},
         "train": {
-            "datasets": list(profile.train_datasets), "formats": list(profile.train_formats), "mode": "fixed",
+            "datasets": [d if isinstance(d, str) else dict(d) for d in profile.train_datasets],
+            "formats": list(profile.train_formats), "mode": "fixed",
             "learning_rates": list(profile.learning_rates), "epochs": 1, "batch_size": profile.train_batch_size,
             "grad_accum": 1, "max_length": 256, "zero_stage": 2, "precision": "fp32", "warmup_ratio": 0.1,
             "val_size": 32, "max_steps": profile.max_steps, "log_every": 10,

@@ -1,0 +1,118 @@
+"""Two CPU workers: ZeRO 2 and 3 under torchrun, and the Ray Train adapter (slow tier)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from trainers.checkpointing import COMPLETED, MANIFEST
+from trainers.config import TrainConfig
+from trainers.sft import TrainJob
+
+pytestmark = pytest.mark.slow
+
+
+def _job(model: str, out: str, **config) -> TrainJob:
+    defaults = dict(epochs=1, batch_size=2, grad_accum=2, max_length=96, val_size=8, log_every=2,
+                    checkpoint_every=3, seed=42)
+    return TrainJob(trial_id="trial", cell_id="cell", model=model, dataset="mnli", data_source="mini",
+                    data_limit=48, lr=1e-3, config=TrainConfig(**{**defaults, **config}), output_dir=out)
+
+
+def _weights(output_dir: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(os.path.join(output_dir, "model", "model.safetensors"))
+
+
+def _manifest(output_dir: str) -> dict:
+    with open(os.path.join(output_dir, MANIFEST)) as f:
+        return json.load(f)
+
+
+def test_zero2_and_zero3_on_two_torchrun_workers_agree(tiny_model_dir, tmp_path):
+    outputs = {}
+    for stage in (2, 3):
+        job = _job(tiny_model_dir, str(tmp_path / f"z{stage}"), zero_stage=stage)
+        job_file = tmp_path / f"job{stage}.json"
+        job_file.write_text(job.model_dump_json())
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             "-m", "trainers.sft", str(job_file)],
+            capture_output=True, text=True, timeout=240, env=env,
+        )
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert os.path.exists(os.path.join(job.output_dir, COMPLETED))
+        checkpoints = os.path.join(job.output_dir, "checkpoints")
+        tag = open(os.path.join(checkpoints, "latest")).read().strip()
+        shards = os.listdir(os.path.join(checkpoints, tag))
+        assert any("zero_pp_rank_1" in name for name in shards), shards  # every rank saved its own shard
+        outputs[stage] = job.output_dir
+    m2, m3 = _manifest(outputs[2]), _manifest(outputs[3])
+    assert m2["world_size"] == m3["world_size"] == 2
+    assert m3["metrics"]["loss"] == pytest.approx(m2["metrics"]["loss"], rel=1e-5)
+    assert m3["val_loss"] == pytest.approx(m2["val_loss"], rel=1e-5)
+    w2, w3 = _weights(outputs[2]), _weights(outputs[3])
+    for name in w2:
+        torch.testing.assert_close(w3[name], w2[name], rtol=1e-5, atol=1e-6)
+
+
+def test_bare_single_process_run_needs_no_launcher(tiny_model_dir, tmp_path):
+    """`python -m trainers.sft job.json` with no RANK/MASTER_* set (DeepSpeed would try mpi4py)."""
+    job = _job(tiny_model_dir, str(tmp_path / "bare"), zero_stage=1, max_steps=2, checkpoint_every=None)
+    job_file = tmp_path / "job.json"
+    job_file.write_text(job.model_dump_json())
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    proc = subprocess.run([sys.executable, "-m", "trainers.sft", str(job_file)], capture_output=True, text=True,
+                          timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["output_dir"] == job.output_dir
+    assert _manifest(job.output_dir)["steps"]["done"] == 2
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=True, log_to_driver=False, runtime_env={"env_vars": {
+        "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false"}})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_train_adapter_two_workers_checkpoint_and_resume(local_ray, tiny_model_dir, tmp_path):
+    from ray.train import RunConfig
+
+    from trainers.ray_adapter import torch_trainer
+
+    job = _job(tiny_model_dir, str(tmp_path / "ray"), zero_stage=2)
+    trainer = torch_trainer(job, num_workers=2, use_gpu=False, resources_per_worker={"CPU": 0.9},
+                            run_config=RunConfig(name="ptft-adapter", storage_path=str(tmp_path / "storage")))
+    result = trainer.fit()
+    assert result.error is None
+    assert os.path.exists(os.path.join(job.output_dir, COMPLETED))
+    manifest = _manifest(job.output_dir)
+    assert manifest["world_size"] == 2
+    assert result.metrics["step"] == manifest["steps"]["total"] and "val_loss" in result.metrics
+    with result.checkpoint.as_directory() as directory:  # both ranks' shards merged into one checkpoint
+        tag = open(os.path.join(directory, "latest")).read().strip()
+        names = os.listdir(os.path.join(directory, tag))
+    assert {"zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"} <= set(names)
+
+    # Re-creating the run (same name + storage, as Tuner.restore does) resumes from the merged
+    # checkpoint: its final step is done, so it only exports, the same weights and val_loss.
+    again = job.model_copy(update={"output_dir": str(tmp_path / "ray-resumed")})
+    torch_trainer(again, num_workers=2, use_gpu=False, resources_per_worker={"CPU": 0.9},
+                  run_config=RunConfig(name="ptft-adapter", storage_path=str(tmp_path / "storage"))).fit()
+    assert _manifest(again.output_dir)["val_loss"] == manifest["val_loss"]
+    a, b = _weights(job.output_dir), _weights(again.output_dir)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
