@@ -27,7 +27,7 @@ INJECT_CRASH_ENV = "PTFT_INJECT_CRASH"
 
 def build_train_job(plan: Plan, trial: Trial, layout: GridLayout, resolver: RevisionResolver) -> dict[str, Any]:
     """The `TrainJob` (as JSON) of one trial: the checkpoint resolved to something loadable."""
-    from trainers.sft import TrainJob
+    from trainers.job import TrainJob
 
     spec = plan.spec
     cell = next(c for c in plan.cells if c.cell_id == trial.cell_id)
@@ -107,8 +107,9 @@ def worker_loop(config: dict[str, Any]) -> None:
     """Ray Train `train_loop_per_worker`: one trial's SFT on this worker."""
     import ray.train
 
+    from trainers.job import TrainJob
     from trainers.ray_adapter import RayReporter
-    from trainers.sft import TrainJob, train_worker
+    from trainers.sft import train_worker
 
     job = TrainJob.model_validate(config["job"])
     rank = ray.train.get_context().get_world_rank()
