@@ -9,7 +9,7 @@ from evals.results import ModelKind
 from ptft.ids import content_hash
 
 # Bump when a change to the engine or scoring can change a score: every cached result is recomputed.
-ENGINE_VERSION = "ptft-evals-1"
+ENGINE_VERSION = "ptft-evals-2"
 
 
 @dataclass(frozen=True)

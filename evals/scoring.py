@@ -11,6 +11,7 @@ Scoring never sees batching: it hands whole request lists to `evals.loglikelihoo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,11 +172,19 @@ def rouge_l(prediction: str, reference: str) -> float:
 def score_generation(lm: LoadedModel, eval_set: Any, stop: tuple[str, ...], max_new_tokens: int = 60,
                      batch_size: int = 16, progress: bool = False) -> ScoredSet:
     """Greedy generation scored by ROUGE-L F1 against the gold target."""
+    import tasks
+
     examples = eval_set.examples
-    outputs = generate(lm, [GenerationRequest(e.context, stop, max_new_tokens) for e in examples],
+    # Fixed mode ends the context where training put the boundary ("Summary:" + " text"), so the model
+    # never sees a lone trailing-space token; faithful mode keeps the study's context byte for byte.
+    fixed = eval_set.mode == "fixed"
+    contexts = [tasks.token_boundary(e.context, "")[0] if fixed else e.context for e in examples]
+    outputs = generate(lm, [GenerationRequest(c, stop, max_new_tokens) for c in contexts],
                        batch_size=batch_size, progress=progress)
     scores, records, truncated = [], [], 0
     for example, out in zip(examples, outputs, strict=True):
+        if fixed:
+            out = dataclasses.replace(out, text=out.text.lstrip())
         scores.append(rouge_l(out.text, example.target))
         truncated += out.truncated_tokens > 0
         record = _base_record(example)

@@ -45,7 +45,12 @@ def connect_ray() -> None:
         return
     # Inside `ray job submit`, RAY_ADDRESS is set and ray.init() joins that cluster. On its own it starts a
     # local Ray with the dashboard on: Train V2 needs the state API to release finished trials' resources.
-    ray.init(log_to_driver=True, configure_logging=False)
+    try:
+        ray.init(log_to_driver=True, configure_logging=False)
+    except Exception as err:  # a local node can time out starting on a loaded machine: try once more
+        _log(f"ray.init failed ({type(err).__name__}: {err}); retrying once")
+        ray.shutdown()
+        ray.init(log_to_driver=True, configure_logging=False)
 
 
 def _log(message: str) -> None:
