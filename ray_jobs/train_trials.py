@@ -169,6 +169,31 @@ def trial_config(plan: Plan, trial: Trial, layout: GridLayout, resolver: Revisio
     }
 
 
+def _progress_callback(total: int):
+    from ray.tune import Callback
+
+    class TrialProgress(Callback):
+        """One `[ptft]` line per finished trial: which, its validation loss, how many are left."""
+
+        def __init__(self) -> None:
+            self.finished = 0
+
+        def _line(self, trial, outcome: str) -> None:
+            self.finished += 1
+            val = (trial.last_result or {}).get("val_loss")
+            shown = f" val_loss {val:.4f}" if isinstance(val, (int, float)) else ""
+            name = trial.custom_trial_name or trial.trial_id
+            print(f"[ptft] trained {self.finished}/{total}: {name} {outcome}{shown}", flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+            self._line(trial, "done")
+
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
+            self._line(trial, "FAILED (rerun the same command to retry it)")
+
+    return TrialProgress()
+
+
 def _template_version(trial: Trial) -> str:
     import tasks
 
@@ -195,7 +220,9 @@ def run_trials(plan: Plan, trials: list[Trial], layout: GridLayout, resolver: Re
             trial_name_creator=lambda t: names[t.config["cfg"]["job"]["trial_id"]],
             trial_dirname_creator=lambda t: names[t.config["cfg"]["job"]["trial_id"]],
         ),
-        run_config=tune.RunConfig(name=experiment_name, storage_path=layout.tune_root, verbose=1),
+        # Tune's own console tables are long for a grid; our callback prints one line per finished trial.
+        run_config=tune.RunConfig(name=experiment_name, storage_path=layout.tune_root, verbose=0,
+                                  callbacks=[_progress_callback(len(configs))]),
     )
     results = tuner.fit()
     statuses: dict[str, str] = {}

@@ -17,7 +17,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-python -m pip install -q --upgrade pip
+[ -f "$VENV/.ptft-install-stamp" ] || python -m pip install -q --upgrade pip
 
 if ! python -c "import torch" >/dev/null 2>&1; then
   echo "[install] torch==2.13.0"
@@ -26,8 +26,14 @@ fi
 TORCH_PIN="$VENV/torch-constraint.txt"
 echo "torch==$(python -c 'import torch; print(torch.__version__)')" > "$TORCH_PIN"
 
-echo "[install] ptft and its pinned dependencies"
-python -m pip install -q -c constraints.txt -c "$TORCH_PIN" -e ".[test]"
+# Skip the (slow) resolve when nothing that decides the install changed since the last one.
+STAMP="$VENV/.ptft-install-stamp"
+WANT="$(cat pyproject.toml constraints.txt "$TORCH_PIN" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ] || ! python -c "import ptft" >/dev/null 2>&1; then
+  echo "[install] ptft and its pinned dependencies"
+  python -m pip install -q -c constraints.txt -c "$TORCH_PIN" -e ".[test]"
+  echo "$WANT" > "$STAMP"
+fi
 
 if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" >/dev/null 2>&1; then
   MARK="$VENV/.deepspeed-shm-op-prebuilt"
