@@ -10,7 +10,7 @@ from collections import Counter
 from ptft.checkpoints import CheckpointResolutionError, RevisionResolver
 from ptft.estimate import GPU_PEAK_FLOPS, Estimate, estimate_plan
 from ptft.plan import Plan, build_plan
-from ptft.spec import SpecError, load_spec
+from ptft.spec import load_spec_or_report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,10 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.mfu <= 1:
         print(f"error: --mfu {args.mfu} must be in (0, 1]", file=sys.stderr)
         return 2
-    try:
-        spec = load_spec(args.config, args.overrides)
-    except SpecError as err:
-        print(f"error: {err}", file=sys.stderr)
+    spec = load_spec_or_report(args.config, args.overrides)
+    if spec is None:
         return 2
     plan = build_plan(spec)
     estimate = estimate_plan(plan, gpu=args.gpu, mfu=args.mfu, peak_flops=args.peak_flops)

@@ -164,10 +164,7 @@ class TrainSpec(TrainConfig):
 
     @model_validator(mode="after")
     def _datasets_support_formats(self) -> TrainSpec:
-        names = [d.name for d in self.datasets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"datasets: duplicate datasets {dupes}")
+        _no_duplicate_names(self.datasets)
         for i, entry in enumerate(self.datasets):
             task = _task(entry.name)
             wanted = entry.formats if entry.formats is not None else self.formats
@@ -195,6 +192,13 @@ class TrainSpec(TrainConfig):
 
     def epochs_for(self, entry: TrainDataset) -> int:
         return entry.epochs if entry.epochs is not None else self.epochs
+
+
+def _no_duplicate_names(entries: list[Any]) -> None:
+    names = [entry.name for entry in entries]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"datasets: duplicate datasets {dupes}")
 
 
 def _supported(task, mode: str) -> list[str]:
@@ -257,10 +261,7 @@ class EvalSpec(EvalConfig):
 
     @model_validator(mode="after")
     def _formats_exist_somewhere(self) -> EvalSpec:
-        names = [d.name for d in self.datasets]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"datasets: duplicate datasets {dupes}")
+        _no_duplicate_names(self.datasets)
         for i, entry in enumerate(self.datasets):
             if entry.formats is not None:
                 _check_formats(entry.formats, where=f"datasets[{i}].formats")
@@ -404,6 +405,17 @@ def load_spec(path: str, overrides: list[str] | None = None) -> ExperimentSpec:
     for item in overrides or []:
         _apply_override(raw, item)
     return parse_spec(raw, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
+
+
+def load_spec_or_report(path: str, overrides: list[str] | None = None) -> ExperimentSpec | None:
+    """For commands: the spec, or None after printing why it cannot run (the caller exits with 2)."""
+    import sys
+
+    try:
+        return load_spec(path, overrides)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
 
 
 def parse_spec(raw: dict[str, Any], base_dir: str = ".", source: str | None = None) -> ExperimentSpec:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ptft import storage
 from ptft.checkpoints import CheckpointResolutionError, RevisionResolver
 from ptft.plan import Plan, build_plan
-from ptft.spec import SpecError, load_spec
+from ptft.spec import load_spec_or_report
 from ray_jobs.layout import GridLayout
 from ray_jobs.ledger import read_state
 from ray_jobs.wandb_runs import settings_for
@@ -154,10 +154,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        spec = load_spec(args.config, args.overrides)
-    except SpecError as err:
-        print(f"error: {err}", file=sys.stderr)
+    spec = load_spec_or_report(args.config, args.overrides)
+    if spec is None:
         return 2
     plan = build_plan(spec)
     if args.dry_run:

@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 
 from ptft.plan import Plan, build_plan
-from ptft.spec import SpecError, load_spec
+from ptft.spec import load_spec_or_report
 from ray_jobs.layout import GridLayout
 from ray_jobs.ledger import GridState, read_state
 
@@ -52,10 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    try:
-        spec = load_spec(args.config, args.overrides)
-    except SpecError as err:
-        print(f"error: {err}", file=sys.stderr)
+    spec = load_spec_or_report(args.config, args.overrides)
+    if spec is None:
         return 2
     print_status(build_plan(spec))
     return 0
