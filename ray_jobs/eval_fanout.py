@@ -14,7 +14,6 @@ from typing import Any
 
 from evals.jobs import EvalJob as EngineJob
 from evals.jobs import ModelRef
-from ptft import storage
 from ptft.checkpoints import RevisionResolver
 from ptft.plan import EvalJob, Plan
 from ray_jobs.layout import GridLayout
@@ -50,7 +49,7 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
                 group = "base"
             else:
                 trial = trials[job.trial_id or state.winners[job.cell_id or ""]]
-                model = ModelRef(path_or_id=storage.join(layout.trial_model(trial.trial_id)), model_kind="finetuned",
+                model = ModelRef(path_or_id=layout.trial_model(trial.trial_id), model_kind="finetuned",
                                  base_model=spec.model.id, checkpoint=ref.label, checkpoint_step=ref.step,
                                  train_dataset=trial.train_dataset, train_format=trial.train_format, lr=trial.lr,
                                  trial_id=trial.trial_id, epochs=trial.epochs)

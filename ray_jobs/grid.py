@@ -36,6 +36,10 @@ class GridReport:
     def ok(self) -> bool:
         return not self.trials_failed
 
+    def failure_message(self) -> str:
+        return (f"error: trials failed: {', '.join(self.trials_failed)}; re-run the same command to retry "
+                "them (finished work is skipped)")
+
 
 def connect_ray() -> None:
     """Join the cluster Ray gives us (RAY_ADDRESS, or the job's own context) or start a local Ray."""
@@ -177,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if report.analysis_dir:
         _log(f"report: {storage.join(report.analysis_dir, 'report.html')}")
     if report.trials_failed:
-        print(f"error: trials failed: {', '.join(report.trials_failed)}; re-run the same command to retry "
-              "them (finished work is skipped)", file=sys.stderr)
+        print(report.failure_message(), file=sys.stderr)
         return 1
     return 0
 

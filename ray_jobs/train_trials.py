@@ -157,7 +157,7 @@ def trial_config(plan: Plan, trial: Trial, layout: GridLayout, resolver: Revisio
         "cell_id": trial.cell_id, "trial_id": trial.trial_id, "model": spec.model.id,
         "checkpoint": trial.checkpoint, "train_dataset": trial.train_dataset, "train_format": trial.train_format,
         "lr": trial.lr, "epochs": trial.epochs, "data_mode": spec.train.mode, "data_source": spec.data.source,
-        "template_version": _template_version(trial), "train": job["config"],
+        "template_version": _template_version(trial, spec.train.mode), "train": job["config"],
     }
     return {
         "job": job,
@@ -194,10 +194,10 @@ def _progress_callback(total: int):
     return TrialProgress()
 
 
-def _template_version(trial: Trial) -> str:
+def _template_version(trial: Trial, mode: str) -> str:
     import tasks
 
-    return tasks.template_version(trial.train_dataset, trial.train_format, "fixed")
+    return tasks.template_version(trial.train_dataset, trial.train_format, mode)
 
 
 def run_trials(plan: Plan, trials: list[Trial], layout: GridLayout, resolver: RevisionResolver,

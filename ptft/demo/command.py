@@ -133,8 +133,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     wandb_dir = os.path.join(plan.spec.storage_root(), "wandb")
     _log(f"W&B runs (offline): wandb sync {wandb_dir}/offline-run-*")
     if report.trials_failed:
-        print(f"error: trials failed: {', '.join(report.trials_failed)}; re-run the same command to retry "
-              "them (finished work is reused)", file=sys.stderr)
+        print(report.failure_message(), file=sys.stderr)
         return 1
     return 0
 
