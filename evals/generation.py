@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evals.batching import left_pad, length_sorted_batches, progress_bar, truncate_left
+from evals.batching import (
+    attention_mask,
+    length_sorted_batches,
+    once_per_distinct_request,
+    prefill,
+    progress_bar,
+    truncate_left,
+)
 from evals.model_loading import LoadedModel
 from evals.requests import GenerationRequest, GenerationResult, cut_at_stop
 
 
+@once_per_distinct_request
 def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size: int = 16,
              progress: bool = False) -> list[GenerationResult]:
     """Greedy continuations, in request order."""
@@ -42,19 +50,20 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]],
     import torch
 
     budget = max(r.max_new_tokens for r in requests)
-    ids, mask, positions = left_pad(contexts, lm.pad_id, lm.device)
-    width = ids.shape[1]
-    # The attention mask of every step is a prefix of this one: no per-step concatenation.
-    full_mask = torch.cat([mask, mask.new_ones((len(contexts), budget))], dim=1)
-    out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                   logits_to_keep=1)
-    cache = out.past_key_values
-    next_tokens = out.logits[:, -1, :].argmax(dim=-1)
-    next_positions = positions[:, -1] + 1
+    logits, prefilled, lengths = prefill(lm, contexts, _dynamic_cache(lm))
+    width = prefilled.get_seq_length()
+    cache = _preallocated(lm, prefilled, width + budget)
+    # The cache columns each row may read: its context's real columns, then the tokens it generates,
+    # written at columns width, width + 1, ... for every row alike.
+    visible = torch.zeros((len(contexts), width + budget), dtype=torch.bool, device=lm.device)
+    visible[:, :width] = torch.arange(width, device=lm.device)[None, :] < lengths[:, None]
+    next_tokens = logits.argmax(dim=-1)
+    next_positions = lengths
     generated: list[list[int]] = [[] for _ in contexts]
     reasons = ["length"] * len(contexts)
     active = list(range(len(contexts)))  # batch rows still generating, in cache order
     eos_id = lm.eos_id
+    stop_check = _StopCheck(lm.tokenizer)
     for step in range(budget):
         tokens = next_tokens.tolist()
         keep = []
@@ -64,7 +73,7 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]],
                 reasons[row] = "eos"
                 continue
             generated[row].append(token)
-            if requests[row].stop and _hit_stop(lm.tokenizer, generated[row], requests[row].stop):
+            if requests[row].stop and stop_check(generated[row], requests[row].stop):
                 reasons[row] = "stop"
                 continue
             if len(generated[row]) >= requests[row].max_new_tokens:
@@ -75,17 +84,40 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]],
         if len(keep) < len(active):
             # Finished rows leave the batch: the remaining steps cost only what is still running.
             index = torch.tensor(keep, device=lm.device)
-            cache.batch_select_indices(index)
-            full_mask = full_mask.index_select(0, index)
+            _select_rows(cache, index)
+            visible = visible.index_select(0, index)
             next_positions = next_positions.index_select(0, index)
             next_tokens = next_tokens.index_select(0, index)
             active = [active[slot] for slot in keep]
-        out = lm.model(input_ids=next_tokens[:, None], attention_mask=full_mask[:, :width + step + 1],
+        visible[:, width + step] = True
+        out = lm.model(input_ids=next_tokens[:, None], attention_mask=attention_mask(lm, visible[:, None, None, :]),
                        position_ids=next_positions[:, None], past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
         next_tokens = out.logits[:, -1, :].argmax(dim=-1)
         next_positions = next_positions + 1
     return [(generated[row], reasons[row]) for row in range(len(contexts))]
+
+
+def _dynamic_cache(lm: LoadedModel):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=lm.model.config)
+
+
+def _preallocated(lm: LoadedModel, prefilled, length: int):
+    """A static cache of `length` columns holding the prefilled ones: each decoding step writes one
+    column in place instead of concatenating (copying) the whole cache per layer."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=lm.model.config, max_cache_len=length)
+    for layer_idx, layer in enumerate(prefilled.layers):
+        cache.update(layer.keys, layer.values, layer_idx)
+    return cache
+
+
+def _select_rows(cache, index) -> None:
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, index)
+        layer.values = layer.values.index_select(0, index)
 
 
 def _hit_stop(tokenizer, tokens: list[int], stop: tuple[str, ...]) -> bool:
@@ -93,3 +125,32 @@ def _hit_stop(tokenizer, tokens: list[int], stop: tuple[str, ...]) -> bool:
     # window keeps the check cheap while still catching sequences split across tokens.
     window = tokenizer.decode(tokens[-(max(len(s) for s in stop) + 2):], skip_special_tokens=True)
     return any(seq and seq in window for seq in stop)
+
+
+class _StopCheck:
+    """Whether the newest token completed a stop sequence.
+
+    Decoding a window (`_hit_stop`) is the exact test. A new stop sequence must end in the newest
+    token's text, so a token whose text holds no stop sequence's last character skips it; the
+    per-token texts are cached. Tokens that decode to partial characters, and stop sequences that end
+    in a space (SentencePiece drops a lone token's leading space), always take the exact test.
+    """
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.pieces: dict[int, str] = {}
+        self.endings: dict[tuple[str, ...], frozenset[str] | None] = {}
+
+    def __call__(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
+        if stop not in self.endings:
+            last = frozenset(seq[-1] for seq in stop if seq)
+            self.endings[stop] = None if " " in last else last
+        endings = self.endings[stop]
+        if endings is not None:
+            token = tokens[-1]
+            if token not in self.pieces:
+                self.pieces[token] = self.tokenizer.decode([token], skip_special_tokens=True)
+            piece = self.pieces[token]
+            if piece and "\ufffd" not in piece and not any(ch in piece for ch in endings):
+                return False
+        return _hit_stop(self.tokenizer, tokens, stop)

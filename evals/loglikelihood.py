@@ -1,10 +1,11 @@
 """Batched log-likelihood scoring with one pass over each shared context.
 
-A prompt and all of its candidates are packed into one row: the context once, then every candidate's
-tokens (but the last) one after the other. A 4-d attention mask lets each candidate see the context and
-its own earlier tokens only, and its position ids restart where the context ends, so every candidate is
-scored exactly as if it followed the context alone — in one forward pass per batch, with no KV cache to
-copy per candidate. The first token of every candidate is read off the context's last position.
+A batch of contexts runs first, right-padded and unmasked (the fast causal kernels); the logits after
+each context's last token score every candidate's first token. Where some candidate has more tokens,
+a second, short pass reads the contexts from the KV cache: each row packs its prompt's candidates (all
+tokens but the last) one after the other, and a 4-d mask lets each see its context and its own earlier
+tokens only. The context is never repeated per candidate, and single-token candidates (most label
+words) cost nothing beyond the context pass.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evals.batching import left_pad, length_sorted_batches, progress_bar, truncate_left
+from evals.batching import (
+    attention_mask,
+    length_sorted_batches,
+    once_per_distinct_request,
+    prefill,
+    progress_bar,
+    truncate_left,
+)
 from evals.model_loading import LoadedModel
 from evals.requests import (
     LoglikelihoodRequest,
@@ -82,24 +90,50 @@ def encode_loglikelihood(tokenizer, requests: Sequence[LoglikelihoodRequest], ma
         conts = cont_ids[cursor:cursor + len(req.continuations)]
         cursor += len(req.continuations)
         ctx = ctx or [fallback_id]  # an empty context still needs a position to predict from
-        packed = sum(max(len(c) - 1, 0) for c in conts)
-        ctx, dropped = truncate_left(ctx, max_length - packed)
+        # Positions restart after the context for every candidate: the context plus the longest
+        # candidate (its last token is never fed) must fit the model, not the sum of all candidates.
+        longest = max((len(c) - 1 for c in conts), default=0)
+        ctx, dropped = truncate_left(ctx, max_length - longest)
         encoded.append(_Encoded(ctx, conts, dropped))
     return encoded
 
 
-def _packed_length(e: _Encoded) -> int:
+def _cost(e: _Encoded) -> int:
+    """What a request adds to its batch's width (the context pass dominates; candidates are short)."""
     return len(e.context) + sum(max(len(c) - 1, 0) for c in e.continuations)
 
 
 def loglikelihood(lm: LoadedModel, requests: Sequence[LoglikelihoodRequest], batch_size: int = 16,
                   progress: bool = False) -> list[LoglikelihoodResult]:
-    """log P(continuation | context) for every continuation of every request, in request order."""
+    """log P(continuation | context) for every continuation of every request, in request order.
+
+    Requests with the same context (few-shot sets drawn from small pools repeat prompts, with the
+    options in another order) are merged: one pass per distinct context scores the union of their
+    continuations.
+    """
+    merged: dict[str, dict[str, None]] = {}
+    for req in requests:
+        merged.setdefault(req.context, {}).update(dict.fromkeys(req.continuations))
+    distinct = [LoglikelihoodRequest(context, tuple(conts)) for context, conts in merged.items()]
+    scored = dict(zip(merged, _loglikelihood(lm, distinct, batch_size, progress), strict=True))
+    results = []
+    for req in requests:
+        answer = scored[req.context]
+        where = {cont: k for k, cont in enumerate(merged[req.context])}
+        picks = [where[cont] for cont in req.continuations]
+        results.append(LoglikelihoodResult(tuple(answer.loglikelihoods[k] for k in picks),
+                                           tuple(answer.token_counts[k] for k in picks),
+                                           tuple(answer.is_greedy[k] for k in picks), answer.truncated_tokens))
+    return results
+
+
+def _loglikelihood(lm: LoadedModel, requests: list[LoglikelihoodRequest], batch_size: int,
+                   progress: bool) -> list[LoglikelihoodResult]:
     import torch
 
     encoded = encode_loglikelihood(lm.tokenizer, requests, lm.max_length, lm.eos_id or lm.pad_id)
     results: list[LoglikelihoodResult | None] = [None] * len(requests)
-    batches = length_sorted_batches([_packed_length(e) for e in encoded], batch_size)
+    batches = length_sorted_batches([_cost(e) for e in encoded], batch_size)
     with torch.inference_mode(), progress_bar(len(requests), "loglikelihood", progress) as bar:
         for batch in batches:
             scored = _score_batch(lm, [encoded[i] for i in batch])
@@ -109,20 +143,81 @@ def loglikelihood(lm: LoadedModel, requests: Sequence[LoglikelihoodRequest], bat
     return results  # type: ignore[return-value]
 
 
-def _packed_inputs(lm: LoadedModel, batch: list[_Encoded]):
-    """Left-padded packed rows: ids, 4-d mask (True = may attend), position ids, and per row the
-    column of the context's last token and the start column of each candidate's packed tokens."""
+def _score_batch(lm: LoadedModel, batch: list[_Encoded]) -> list[LoglikelihoodResult]:
+    import torch
+
+    multi_token = any(len(c) > 1 for e in batch for c in e.continuations)
+    cache = _new_cache(lm) if multi_token else None
+    first, cache, lengths = prefill(lm, [e.context for e in batch], cache)
+    first = torch.log_softmax(first.float(), dim=-1)  # [B, V]: every candidate's first token
+    rest, starts = _candidate_pass(lm, batch, cache, lengths) if multi_token else (None, None)
+    # One gather for every scored token of every candidate in the batch, then per-candidate sums.
+    rows, columns, targets, owners, counts = [], [], [], [], []
+    head_rows, head_targets, head_owners = [], [], []
+    for b, e in enumerate(batch):
+        for k, cont in enumerate(e.continuations):
+            owner = len(counts)
+            counts.append(len(cont))
+            if not cont:
+                continue
+            head_rows.append(b)
+            head_targets.append(cont[0])
+            head_owners.append(owner)
+            # Token t > 0 is predicted at the packed column of token t - 1.
+            rows += [b] * (len(cont) - 1)
+            columns += range(starts[b][k], starts[b][k] + len(cont) - 1) if len(cont) > 1 else []
+            targets += cont[1:]
+            owners += [owner] * (len(cont) - 1)
+    device = first.device
+    sums = torch.zeros(len(counts), device=device)
+    missed = torch.zeros(len(counts), device=device)
+
+    def accumulate(logprobs, owner_ids: list[int], targets_: list[int]) -> None:
+        owner_t = torch.tensor(owner_ids, dtype=torch.long, device=device)
+        target_t = torch.tensor(targets_, dtype=torch.long, device=device)
+        sums.index_add_(0, owner_t, logprobs.gather(-1, target_t[:, None])[:, 0])
+        missed.index_add_(0, owner_t, (logprobs.argmax(dim=-1) != target_t).float())
+
+    if head_rows:
+        accumulate(first[torch.tensor(head_rows, device=device)], head_owners, head_targets)
+    if rows:
+        index = (torch.tensor(rows, device=device), torch.tensor(columns, device=device))
+        accumulate(rest[index], owners, targets)
+    sums_list, missed_list = sums.tolist(), missed.tolist()
+    results, cursor = [], 0
+    for e in batch:
+        n = len(e.continuations)
+        results.append(LoglikelihoodResult(tuple(sums_list[cursor:cursor + n]), tuple(counts[cursor:cursor + n]),
+                                           tuple(m == 0 for m in missed_list[cursor:cursor + n]), e.truncated))
+        cursor += n
+    return results
+
+
+def _new_cache(lm: LoadedModel):
+    from transformers import DynamicCache
+
+    return DynamicCache(config=lm.model.config)
+
+
+def _candidate_pass(lm: LoadedModel, batch: list[_Encoded], cache, lengths):
+    """Log-probabilities at every packed candidate token, reading the contexts from the cache.
+
+    Each row holds its prompt's candidates (all tokens but the last) one after the other. A candidate
+    sees its context's real columns of the cache and its own earlier tokens, never another candidate
+    or a pad, and its positions restart where the context ends: scored exactly as if it followed the
+    context alone. Returns `[B, Q, V]` log-probabilities and per row each candidate's start column.
+    """
     import torch
 
     rows, segments, positions, starts = [], [], [], []
-    for e in batch:
-        ids, seg, pos, begin = list(e.context), [0] * len(e.context), list(range(len(e.context))), []
+    for e, n in zip(batch, lengths.tolist(), strict=True):
+        ids, seg, pos, begin = [], [], [], []
         for k, cont in enumerate(e.continuations, start=1):
             begin.append(len(ids))
             body = cont[:-1]
             ids += body
             seg += [k] * len(body)
-            pos += range(len(e.context), len(e.context) + len(body))
+            pos += range(n, n + len(body))
         rows.append(ids)
         segments.append(seg)
         positions.append(pos)
@@ -132,71 +227,24 @@ def _packed_inputs(lm: LoadedModel, batch: list[_Encoded]):
     segment = torch.full((len(rows), width), -1, dtype=torch.long)  # -1: padding
     position = torch.zeros((len(rows), width), dtype=torch.long)
     for b, (ids, seg, pos) in enumerate(zip(rows, segments, positions, strict=True)):
-        input_ids[b, width - len(ids):] = torch.tensor(ids)
-        segment[b, width - len(ids):] = torch.tensor(seg)
-        position[b, width - len(ids):] = torch.tensor(pos)
+        input_ids[b, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        segment[b, :len(seg)] = torch.tensor(seg, dtype=torch.long)
+        position[b, :len(pos)] = torch.tensor(pos, dtype=torch.long)
     device = lm.device
     segment = segment.to(device)
+    context_width = cache.get_seq_length()
+    # Every query (pads included, so that no row is all-masked) sees its context's real columns.
+    sees_context = torch.arange(context_width, device=device)[None, :] < lengths[:, None]  # [B, W]
     query, key = segment[:, :, None], segment[:, None, :]
     causal = torch.ones((width, width), dtype=torch.bool, device=device).tril()
-    mask = causal & (key != -1) & ((key == 0) | (key == query))
-    # A padding query must see something (itself): an all-masked row gives NaN, and NaN values at
-    # padded positions would leak into real rows through 0 * NaN in the attention product.
-    mask |= torch.eye(width, dtype=torch.bool, device=device) & (query == -1)
-    offsets = [width - len(r) for r in rows]
-    last_context = [offsets[b] + len(e.context) - 1 for b, e in enumerate(batch)]
-    starts = [[offsets[b] + s for s in begin] for b, begin in enumerate(starts)]
-    return input_ids.to(device), _attention_mask(lm, mask[:, None]), position.to(device), last_context, starts
+    sees_own = causal & (key != -1) & (key == query)  # [B, Q, Q]
+    mask = torch.cat([sees_context[:, None, :].expand(-1, width, -1), sees_own], dim=2)
+    out = lm.model(input_ids=input_ids.to(device), attention_mask=attention_mask(lm, mask[:, None]),
+                   position_ids=position.to(device), past_key_values=cache, use_cache=True)
+    return torch.log_softmax(out.logits.float(), dim=-1), starts
 
 
-def _attention_mask(lm: LoadedModel, mask):
-    """The boolean mask as the model's attention implementation wants it (eager adds a float mask)."""
-    import torch
-
-    if getattr(lm.model.config, "_attn_implementation", "sdpa") == "eager":
-        return torch.zeros(mask.shape, dtype=lm.dtype, device=mask.device).masked_fill(
-            ~mask, torch.finfo(lm.dtype).min)
-    return mask
-
-
-def _score_batch(lm: LoadedModel, batch: list[_Encoded]) -> list[LoglikelihoodResult]:
-    import torch
-
-    input_ids, mask, positions, last_context, starts = _packed_inputs(lm, batch)
-    width = input_ids.shape[1]
-    keep = width - min(last_context)  # every column from the earliest context end is needed
-    out = lm.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                   logits_to_keep=keep)
-    logprobs = torch.log_softmax(out.logits.float(), dim=-1)
-    first_column = width - keep
-    # One gather for every scored token of every candidate in the batch, then per-candidate sums.
-    rows, columns, targets, owners, counts = [], [], [], [], []
-    for b, e in enumerate(batch):
-        for cont, start in zip(e.continuations, starts[b], strict=True):
-            # Token 0 is predicted at the context's last column, token t>0 at the column of token t-1.
-            cols = [last_context[b]] + list(range(start, start + len(cont) - 1)) if cont else []
-            rows += [b] * len(cols)
-            columns += [c - first_column for c in cols]
-            targets += cont
-            owners += [len(counts)] * len(cols)
-            counts.append(len(cont))
-    device = logprobs.device
-    rows_t, cols_t, targets_t = (torch.tensor(x, dtype=torch.long, device=device)
-                                 for x in (rows, columns, targets))
-    owners_t = torch.tensor(owners, dtype=torch.long, device=device)
-    token_scores = logprobs[rows_t, cols_t, targets_t]
-    misses = (logprobs[rows_t, cols_t].argmax(dim=-1) != targets_t).float()
-    sums = torch.zeros(len(counts), device=device).index_add_(0, owners_t, token_scores).tolist()
-    missed = torch.zeros(len(counts), device=device).index_add_(0, owners_t, misses).tolist()
-    results, cursor = [], 0
-    for e in batch:
-        n = len(e.continuations)
-        results.append(LoglikelihoodResult(tuple(sums[cursor:cursor + n]), tuple(counts[cursor:cursor + n]),
-                                           tuple(m == 0 for m in missed[cursor:cursor + n]), e.truncated))
-        cursor += n
-    return results
-
-
+@once_per_distinct_request
 def next_token_logprobs(lm: LoadedModel, requests: Sequence[NextTokenRequest], batch_size: int = 16,
                         progress: bool = False) -> list[tuple[list[float], int]]:
     """For each request: log-probabilities of its token ids right after the raw context (no whitespace
@@ -208,10 +256,8 @@ def next_token_logprobs(lm: LoadedModel, requests: Sequence[NextTokenRequest], b
     results: list[tuple[list[float], int] | None] = [None] * len(requests)
     with torch.inference_mode(), progress_bar(len(requests), "next token", progress) as bar:
         for batch in length_sorted_batches([len(ids) for ids, _ in trimmed], batch_size):
-            ids, mask, positions = left_pad([trimmed[i][0] for i in batch], lm.pad_id, lm.device)
-            out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False,
-                           logits_to_keep=1)
-            logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+            last, _, _ = prefill(lm, [trimmed[i][0] for i in batch])
+            logprobs = torch.log_softmax(last.float(), dim=-1)
             for row, index in enumerate(batch):
                 wanted = torch.tensor(requests[index].token_ids, dtype=torch.long, device=lm.device)
                 results[index] = (logprobs[row].index_select(0, wanted).tolist(), trimmed[index][1])

@@ -76,7 +76,25 @@ def test_context_runs_once_per_prompt(tiny_lm):
         hook.remove()
     context_len = len(tiny_lm.tokenizer(CONTEXTS[3].rstrip())["input_ids"])
     packed = sum(n - 1 for n in answer.token_counts)  # a candidate's last token is never fed
-    assert fed == [(1, context_len + packed)]  # one forward; the context is not repeated per candidate
+    # The context once, then every candidate's tokens in one pass over the cache: never the context again.
+    assert fed == [(1, context_len), (1, packed)]
+
+
+def test_single_token_candidates_cost_one_pass(tiny_lm):
+    fed: list[tuple[int, int]] = []
+    hook = tiny_lm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    single = (" the", " a", " dog")  # one token each after a context that ends in a word
+    requests = [LoglikelihoodRequest(c, single) for c in (CONTEXTS[2], CONTEXTS[4], CONTEXTS[5])]
+    try:
+        answers = loglikelihood(tiny_lm, requests, batch_size=8)
+    finally:
+        hook.remove()
+    assert all(n == 1 for a in answers for n in a.token_counts)
+    assert len(fed) == 1 and fed[0][0] == 3
+    for request, answer in zip(requests, answers, strict=True):
+        expected = [reference_loglikelihood(tiny_lm, request.context, c) for c in request.continuations]
+        assert answer.loglikelihoods == pytest.approx(expected, abs=1e-4)
 
 
 def test_next_token_logprobs_match_reference(tiny_lm):
