@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 _Engine = TypeVar("_Engine", bound=Callable[..., list])
 
@@ -36,38 +36,6 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
-
-
-def right_pad(sequences: Sequence[Sequence[int]], pad_id: int, device: Any):
-    """Right-padded `input_ids` and each row's length.
-
-    With every pad after every real token, causal attention alone keeps pads out of the real tokens'
-    view: a forward needs no attention mask and can take the fast unmasked causal kernels.
-    """
-    import torch
-
-    width = max(len(seq) for seq in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-    lengths = torch.tensor([len(seq) for seq in sequences], dtype=torch.long)
-    return ids.to(device), lengths.to(device)
-
-
-def prefill(lm, contexts: Sequence[Sequence[int]], cache=None):
-    """One unmasked causal forward over right-padded contexts (each at least one token long).
-
-    Returns the logits after each context's last token `[B, vocab]`, the filled KV cache (when `cache`
-    is given, else None) and the context lengths. Pad positions do enter the cache: whoever reads it
-    later masks the columns at or after each row's length.
-    """
-    import torch
-
-    ids, lengths = right_pad(contexts, lm.pad_id, lm.device)
-    positions = torch.arange(ids.shape[1], device=lm.device).expand_as(ids)
-    out = lm.model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=cache is not None,
-                   logits_to_keep=(lengths - 1)[:, None])  # one logits row per context: its last token
-    return out.logits[:, 0, :], out.past_key_values if cache is not None else None, lengths
 
 
 def attention_mask(lm, mask):

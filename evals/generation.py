@@ -13,11 +13,11 @@ from evals.batching import (
     attention_mask,
     length_sorted_batches,
     once_per_distinct_request,
-    prefill,
     progress_bar,
     truncate_left,
 )
 from evals.model_loading import LoadedModel
+from evals.prefill import PrefixCache, prefill
 from evals.requests import GenerationRequest, GenerationResult, cut_at_stop
 
 
@@ -33,9 +33,10 @@ def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size:
         budget = lm.max_length - req.max_new_tokens
         prepared.append(truncate_left(list(ids) or [lm.eos_id or lm.pad_id], budget))
     results: list[GenerationResult | None] = [None] * len(requests)
+    prefixes = PrefixCache()
     with torch.inference_mode(), progress_bar(len(requests), "generate", progress) as bar:
         for batch in length_sorted_batches([len(ids) for ids, _ in prepared], batch_size):
-            outputs = _generate_batch(lm, [prepared[i][0] for i in batch], [requests[i] for i in batch])
+            outputs = _generate_batch(lm, [prepared[i][0] for i in batch], [requests[i] for i in batch], prefixes)
             for row, index in enumerate(batch):
                 tokens, reason = outputs[row]
                 raw = lm.tokenizer.decode(tokens, skip_special_tokens=True)
@@ -45,12 +46,12 @@ def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size:
     return results  # type: ignore[return-value]
 
 
-def _generate_batch(lm: LoadedModel, contexts: list[list[int]],
-                    requests: list[GenerationRequest]) -> list[tuple[list[int], str]]:
+def _generate_batch(lm: LoadedModel, contexts: list[list[int]], requests: list[GenerationRequest],
+                    prefixes: PrefixCache) -> list[tuple[list[int], str]]:
     import torch
 
     budget = max(r.max_new_tokens for r in requests)
-    logits, prefilled, lengths = prefill(lm, contexts, _dynamic_cache(lm))
+    logits, prefilled, lengths = prefill(lm, contexts, True, prefixes)
     width = prefilled.get_seq_length()
     cache = _preallocated(lm, prefilled, width + budget)
     # The cache columns each row may read: its context's real columns, then the tokens it generates,
@@ -95,12 +96,6 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]],
         next_tokens = out.logits[:, -1, :].argmax(dim=-1)
         next_positions = next_positions + 1
     return [(generated[row], reasons[row]) for row in range(len(contexts))]
-
-
-def _dynamic_cache(lm: LoadedModel):
-    from transformers import DynamicCache
-
-    return DynamicCache(config=lm.model.config)
 
 
 def _preallocated(lm: LoadedModel, prefilled, length: int):

@@ -17,11 +17,11 @@ from evals.batching import (
     attention_mask,
     length_sorted_batches,
     once_per_distinct_request,
-    prefill,
     progress_bar,
     truncate_left,
 )
 from evals.model_loading import LoadedModel
+from evals.prefill import PrefixCache, prefill
 from evals.requests import (
     LoglikelihoodRequest,
     LoglikelihoodResult,
@@ -134,21 +134,21 @@ def _loglikelihood(lm: LoadedModel, requests: list[LoglikelihoodRequest], batch_
     encoded = encode_loglikelihood(lm.tokenizer, requests, lm.max_length, lm.eos_id or lm.pad_id)
     results: list[LoglikelihoodResult | None] = [None] * len(requests)
     batches = length_sorted_batches([_cost(e) for e in encoded], batch_size)
+    prefixes = PrefixCache()
     with torch.inference_mode(), progress_bar(len(requests), "loglikelihood", progress) as bar:
         for batch in batches:
-            scored = _score_batch(lm, [encoded[i] for i in batch])
+            scored = _score_batch(lm, [encoded[i] for i in batch], prefixes)
             for index, result in zip(batch, scored, strict=True):
                 results[index] = result
             bar.update(len(batch))
     return results  # type: ignore[return-value]
 
 
-def _score_batch(lm: LoadedModel, batch: list[_Encoded]) -> list[LoglikelihoodResult]:
+def _score_batch(lm: LoadedModel, batch: list[_Encoded], prefixes: PrefixCache) -> list[LoglikelihoodResult]:
     import torch
 
     multi_token = any(len(c) > 1 for e in batch for c in e.continuations)
-    cache = _new_cache(lm) if multi_token else None
-    first, cache, lengths = prefill(lm, [e.context for e in batch], cache)
+    first, cache, lengths = prefill(lm, [e.context for e in batch], multi_token, prefixes)
     first = torch.log_softmax(first.float(), dim=-1)  # [B, V]: every candidate's first token
     rest, starts = _candidate_pass(lm, batch, cache, lengths) if multi_token else (None, None)
     # One gather for every scored token of every candidate in the batch, then per-candidate sums.
@@ -191,12 +191,6 @@ def _score_batch(lm: LoadedModel, batch: list[_Encoded]) -> list[LoglikelihoodRe
                                            tuple(m == 0 for m in missed_list[cursor:cursor + n]), e.truncated))
         cursor += n
     return results
-
-
-def _new_cache(lm: LoadedModel):
-    from transformers import DynamicCache
-
-    return DynamicCache(config=lm.model.config)
 
 
 def _candidate_pass(lm: LoadedModel, batch: list[_Encoded], cache, lengths):
@@ -254,9 +248,10 @@ def next_token_logprobs(lm: LoadedModel, requests: Sequence[NextTokenRequest], b
     contexts = lm.tokenizer([r.context for r in requests])["input_ids"] if requests else []
     trimmed = [truncate_left(list(ids) or [lm.eos_id or lm.pad_id], lm.max_length) for ids in contexts]
     results: list[tuple[list[float], int] | None] = [None] * len(requests)
+    prefixes = PrefixCache()
     with torch.inference_mode(), progress_bar(len(requests), "next token", progress) as bar:
         for batch in length_sorted_batches([len(ids) for ids, _ in trimmed], batch_size):
-            last, _, _ = prefill(lm, [trimmed[i][0] for i in batch])
+            last, _, _ = prefill(lm, [trimmed[i][0] for i in batch], False, prefixes)
             logprobs = torch.log_softmax(last.float(), dim=-1)
             for row, index in enumerate(batch):
                 wanted = torch.tensor(requests[index].token_ids, dtype=torch.long, device=lm.device)

@@ -171,3 +171,44 @@ def test_continuation_tokens_equal_the_joint_encoding(tiny_lm):
         whole = tok(stripped + moved)["input_ids"]
         expected = whole[len(ctx):] if whole[:len(ctx)] == ctx else tok(moved, add_special_tokens=False)["input_ids"]
         assert e.context == ctx and e.continuations == [expected], (context[-20:], cont)
+
+
+# k-shot prompts: the same demonstrations, then each example's own question.
+SHOTS = "".join(f"### Input: example {n} about a dog and a cat.\n ### Summary: dog {n}\n\n" for n in range(4))
+SHARED = [SHOTS + f"### Input: {c}\n ### Summary:" for c in CONTEXTS]
+
+
+def _fed_shapes(lm):
+    fed: list[tuple[int, int]] = []
+    hook = lm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    return fed, hook
+
+
+def test_shared_prefix_runs_once_and_scores_match_reference(tiny_lm):
+    prefix_len = len(tiny_lm.tokenizer(SHOTS)["input_ids"]) - 1  # BPE may merge across the seam
+    requests = [LoglikelihoodRequest(c, CANDIDATES) for c in SHARED]
+    fed, hook = _fed_shapes(tiny_lm)
+    try:
+        answers = loglikelihood(tiny_lm, requests, batch_size=2)  # three batches share one prefix pass
+    finally:
+        hook.remove()
+    prefix_passes = [shape for shape in fed if shape[0] == 1]
+    assert len(prefix_passes) == 1 and prefix_passes[0][1] >= prefix_len
+    assert all(shape[1] < prefix_len for shape in fed if shape[0] > 1)  # suffixes only, never the shots
+    for request, answer in zip(requests, answers, strict=True):
+        expected = [reference_loglikelihood(tiny_lm, request.context, c) for c in request.continuations]
+        assert answer.loglikelihoods == pytest.approx(expected, abs=1e-4)
+
+
+def test_shared_prefix_next_token_and_generation_match_reference(tiny_lm):
+    token_ids = (5, 17, 222)
+    answers = next_token_logprobs(tiny_lm, [NextTokenRequest(c, token_ids) for c in SHARED], batch_size=4)
+    for context, (logprobs, _) in zip(SHARED, answers, strict=True):
+        ids = tiny_lm.tokenizer(context)["input_ids"]
+        with torch.no_grad():
+            full = torch.log_softmax(tiny_lm.model(torch.tensor([ids])).logits[0, -1].float(), -1)
+        assert logprobs == pytest.approx(full[list(token_ids)].tolist(), abs=1e-4)
+    expected = [reference_generate(tiny_lm, c, 8, (), tiny_lm.eos_id) for c in SHARED]
+    outputs = generate(tiny_lm, [GenerationRequest(c, (), 8) for c in SHARED], batch_size=3)
+    assert [o.text for o in outputs] == expected
