@@ -9,7 +9,7 @@ from evals.results import ModelKind
 from ptft.ids import content_hash
 
 # Bump when a change to the engine or scoring can change a score: every cached result is recomputed.
-ENGINE_VERSION = "ptft-evals-2"
+ENGINE_VERSION = "ptft-evals-3"
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class ModelRef:
             return self.checkpoint
         if self.revision:
             return self.revision
-        if self.is_local:
-            return os.path.basename(os.path.normpath(self.path_or_id))
+        if self.is_local or "://" in self.path_or_id:  # a folder, here or in object storage
+            return os.path.basename(self.path_or_id.rstrip("/"))
         return "main"
 
     def describe(self) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from typing import Any
+
+from ptft import storage
 
 
 class ModelLoadError(RuntimeError):
@@ -84,6 +87,41 @@ def load_model(path_or_id: str, revision: str | None = None, precision: str = "a
     positions = getattr(model.config, "max_position_embeddings", None) or max_length
     return LoadedModel(model=model, tokenizer=tokenizer, device=dev, dtype=dtype,
                        max_length=min(max_length, int(positions)))
+
+
+def is_uri(path_or_id: str) -> bool:
+    """A directory in object storage (`s3://…`, `gs://…`, `file://…`); hub ids never hold "://"."""
+    return "://" in path_or_id
+
+
+def local_model_copy(uri: str, cache_root: str | None = None) -> str:
+    """A local copy of a model directory in object storage, which `from_pretrained` cannot read.
+
+    Cached under `cache_root` (default `$PTFT_MODEL_CACHE`, else ~/.cache/ptft/models) by URI, and
+    fetched again when the remote listing (names and sizes) differs from the one the copy was made from.
+    """
+    from ptft.ids import content_hash
+
+    root = cache_root or os.environ.get("PTFT_MODEL_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "ptft", "models")
+    dest = os.path.join(root, content_hash({"uri": uri}, length=16))
+    stamp = os.path.join(dest, ".ptft-listing.json")
+    try:
+        listing = [list(entry) for entry in storage.list_files(uri)]
+    except Exception as exc:  # credentials, bucket, network: the caller reports the model by name
+        raise ModelLoadError(f"could not list model directory {uri!r}: {exc}") from exc
+    if not listing:
+        raise ModelLoadError(f"model directory {uri!r} is empty or does not exist")
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f) == listing:
+                return dest
+    try:
+        storage.download_dir(uri, dest)
+    except Exception as exc:
+        raise ModelLoadError(f"could not download model directory {uri!r}: {exc}") from exc
+    storage.atomic_write_json(stamp, listing)
+    return dest
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".model", ".txt")

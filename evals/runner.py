@@ -25,8 +25,10 @@ from evals.jobs import ENGINE_VERSION, EvalJob, ModelRef
 from evals.model_loading import (
     LoadedModel,
     ModelLoadError,
+    is_uri,
     load_model,
     load_tokenizer,
+    local_model_copy,
     resolve_device,
     resolve_dtype,
     weights_hash,
@@ -57,12 +59,12 @@ def validate_jobs(jobs: list[EvalJob], default_mode: str) -> None:
             raise ValueError(f"{job.dataset}: shots must be >= 0, got {job.shots}")
 
 
-def _model_max_length(model: ModelRef, config: EvalConfig) -> int:
+def _model_max_length(model: ModelRef, source: str, config: EvalConfig) -> int:
     """`config.max_length`, capped at the model's position budget (read from its config, no weights)."""
     from transformers import AutoConfig
 
     try:
-        model_config = AutoConfig.from_pretrained(model.path_or_id, revision=model.revision)
+        model_config = AutoConfig.from_pretrained(source, revision=model.revision)
     except Exception as exc:
         raise ModelLoadError(f"could not load the config of model {model.path_or_id!r} "
                              f"(revision {model.revision or 'default'!r}): {exc}") from exc
@@ -70,8 +72,13 @@ def _model_max_length(model: ModelRef, config: EvalConfig) -> int:
     return min(config.max_length, int(positions)) if positions else config.max_length
 
 
-def model_identity(model: ModelRef) -> dict[str, Any]:
-    """What makes two evaluations of "the same model" the same: revision, or the local weights' hash."""
+def model_identity(model: ModelRef, source: str | None = None) -> dict[str, Any]:
+    """What makes two evaluations of "the same model" the same: revision, or the weights' hash.
+
+    `source` is where the weights were read from (the local copy of a directory in object storage).
+    """
+    if is_uri(model.path_or_id):
+        return {"uri": model.path_or_id, "weights_sha256": weights_hash(source or model.path_or_id)}
     if model.is_local:
         return {"path": os.path.abspath(model.path_or_id), "weights_sha256": weights_hash(model.path_or_id)}
     return {"hub_id": model.path_or_id, "revision": model.revision or "main"}
@@ -159,10 +166,12 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
     from tqdm.auto import tqdm
 
     validate_jobs(jobs, config.mode)
-    tokenizer = load_tokenizer(model.path_or_id, model.revision)
-    max_length = _model_max_length(model, config)
+    # from_pretrained reads local folders and the hub; a folder in object storage is copied here first.
+    source = local_model_copy(model.path_or_id) if is_uri(model.path_or_id) else model.path_or_id
+    tokenizer = load_tokenizer(source, model.revision)
+    max_length = _model_max_length(model, source, config)
     dtype = str(resolve_dtype(config.precision, resolve_device(config.device))).replace("torch.", "")
-    model_id = model_identity(model)
+    model_id = model_identity(model, source)
     model_key = content_hash(model_id, length=16)
     loaded: LoadedModel | None = None
     records: list[ResultRecord] = []
@@ -182,7 +191,7 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
                 on_record(cached, True)
             continue
         if loaded is None:
-            loaded = load_model(model.path_or_id, model.revision, config.precision, config.device,
+            loaded = load_model(source, model.revision, config.precision, config.device,
                                 max_length, tokenizer=tokenizer)
         started = time.perf_counter()
         scored = score_eval_set(loaded, es, mode, batch_size=config.batch_size,

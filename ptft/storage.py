@@ -119,3 +119,37 @@ def list_dir(path: str | os.PathLike) -> list[str]:
 def makedirs(path: str | os.PathLike) -> None:
     if not is_remote(path):
         os.makedirs(str(path), exist_ok=True)
+
+
+def list_files(uri: str) -> list[tuple[str, int]]:
+    """Every file under a directory URI (`s3://`, `gs://`, `file://`, …) as (relative path, size), sorted."""
+    import pyarrow.fs as pafs
+
+    fs, inner = pafs.FileSystem.from_uri(uri)
+    infos = fs.get_file_info(pafs.FileSelector(inner, recursive=True, allow_not_found=True))
+    base = inner.rstrip("/") + "/"
+    return sorted((i.path[len(base):], int(i.size)) for i in infos if i.type == pafs.FileType.File)
+
+
+def download_dir(uri: str, local_dir: str) -> None:
+    """Copy a directory URI to `local_dir`, which appears whole (filled beside it, then renamed)."""
+    import shutil
+
+    import pyarrow.fs as pafs
+
+    fs, inner = pafs.FileSystem.from_uri(uri)
+    parent = os.path.dirname(os.path.abspath(local_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-download-", dir=parent)
+    try:
+        for rel, _ in list_files(uri):
+            target = os.path.join(staging, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with fs.open_input_stream(f"{inner.rstrip('/')}/{rel}") as src, open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 24)
+        if os.path.exists(local_dir):
+            shutil.rmtree(local_dir)
+        os.replace(staging, local_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

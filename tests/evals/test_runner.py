@@ -123,3 +123,36 @@ def test_model_that_does_not_load(tmp_path):
     missing = ModelRef(str(tmp_path / "no-such-model"), revision="step1000-tokens4B")
     with pytest.raises(ModelLoadError, match="no-such-model.*step1000-tokens4B"):
         runner.evaluate_model(missing, [EvalJob("mnli_matched")], CONFIG, str(tmp_path), "mini", False)
+
+
+def test_model_in_object_storage_is_copied_once_and_scored(tiny_model_dir, tmp_path, monkeypatch):
+    """A trial's model under an `s3://` storage root takes this path; `file://` runs it through pyarrow here."""
+    from ptft import storage
+
+    remote_dir = tmp_path / "bucket" / "trials" / "t9" / "model"
+    shutil.copytree(tiny_model_dir, remote_dir)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PTFT_MODEL_CACHE", str(cache))
+    downloads = []
+    real_download = storage.download_dir
+    monkeypatch.setattr(storage, "download_dir", lambda uri, dest: (downloads.append(uri), real_download(uri, dest)))
+    model = ModelRef(f"file://{remote_dir}", model_kind="finetuned", train_dataset="mnli", lr=1e-5, trial_id="t9")
+    config = CONFIG.model_copy(update={"limit": 3})
+    [first] = runner.evaluate_model(model, [EvalJob("rte", "default", 0)], config, str(tmp_path / "out1"),
+                                    data_source="mini", progress=False)
+    [again] = runner.evaluate_model(model, [EvalJob("rte", "default", 0)], config, str(tmp_path / "out2"),
+                                    data_source="mini", progress=False)
+    assert downloads == [f"file://{remote_dir}"]  # the second evaluation reuses the local copy
+    assert first.checkpoint == "model" and first.n == 3 and again.value == first.value
+    assert first.extra["cache_inputs"]["model"]["weights_sha256"] == weights_hash(tiny_model_dir)
+    (remote_dir / "config.json").write_text((remote_dir / "config.json").read_text() + "\n")
+    runner.evaluate_model(model, [EvalJob("rte", "default", 0)], config, str(tmp_path / "out3"),
+                          data_source="mini", progress=False)
+    assert len(downloads) == 2  # the remote folder changed: fetched again
+
+
+def test_missing_object_storage_model_is_a_load_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PTFT_MODEL_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelLoadError, match="empty or does not exist"):
+        runner.evaluate_model(ModelRef(f"file://{tmp_path}/nothing"), [EvalJob("rte", "default", 0)], CONFIG,
+                              str(tmp_path / "out"), data_source="mini", progress=False)
