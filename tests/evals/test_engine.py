@@ -212,3 +212,21 @@ def test_shared_prefix_next_token_and_generation_match_reference(tiny_lm):
     expected = [reference_generate(tiny_lm, c, 8, (), tiny_lm.eos_id) for c in SHARED]
     outputs = generate(tiny_lm, [GenerationRequest(c, (), 8) for c in SHARED], batch_size=3)
     assert [o.text for o in outputs] == expected
+
+
+def test_repeated_prompts_are_scored_once(tiny_lm):
+    reordered = tuple(reversed(CANDIDATES))
+    requests = [LoglikelihoodRequest(CONTEXTS[0], CANDIDATES), LoglikelihoodRequest(CONTEXTS[0], reordered),
+                LoglikelihoodRequest(CONTEXTS[1], CANDIDATES[:2])]
+    fed, hook = _fed_shapes(tiny_lm)
+    try:
+        answers = loglikelihood(tiny_lm, requests, batch_size=8)
+        generated = generate(tiny_lm, [GenerationRequest(CONTEXTS[2], (), 5)] * 3, batch_size=8)
+    finally:
+        hook.remove()
+    assert fed[0][0] == 2  # two distinct contexts in the context pass, not three
+    assert all(shape[0] == 1 for shape in fed[2:])  # generation: one row for three identical requests
+    assert answers[1].loglikelihoods == tuple(reversed(answers[0].loglikelihoods))
+    [alone] = loglikelihood(tiny_lm, [requests[2]])
+    assert answers[2].loglikelihoods == pytest.approx(alone.loglikelihoods, abs=1e-5)
+    assert len({o.text for o in generated}) == 1 and generated[0].num_tokens > 0
