@@ -1,6 +1,8 @@
-"""Batched greedy generation with a KV cache, left padding and early stopping.
+"""Batched greedy generation with a KV cache and early stopping.
 
-Rows leave the batch as soon as they hit eos or a stop sequence (their cache rows are dropped), and the
+The contexts run through `evals.prefill` (shared few-shot prefix once, right-padded suffixes); their
+cache is copied into a preallocated one, and every row writes its new tokens at the same columns after
+the widest context, with its own positions and its pad gap masked at every step. Rows leave the batch as soon as they hit eos or a stop sequence (their cache rows are dropped), and the
 batch ends when none is left, so a batch costs as many steps as its longest answer, not always
 `max_new_tokens`.
 """
