@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from evals.model_loading import is_uri
 from evals.results import ModelKind
 from ptft.ids import content_hash
 
@@ -51,7 +52,7 @@ class ModelRef:
             return self.checkpoint
         if self.revision:
             return self.revision
-        if self.is_local or "://" in self.path_or_id:  # a folder, here or in object storage
+        if self.is_local or is_uri(self.path_or_id):  # a folder, here or in object storage
             return os.path.basename(self.path_or_id.rstrip("/"))
         return "main"
 

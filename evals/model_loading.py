@@ -107,9 +107,10 @@ def local_model_copy(uri: str, cache_root: str | None = None) -> str:
     dest = os.path.join(root, content_hash({"uri": uri}, length=16))
     stamp = os.path.join(dest, ".ptft-listing.json")
     try:
-        listing = [list(entry) for entry in storage.list_files(uri)]
+        files = storage.list_files(uri)
     except Exception as exc:  # credentials, bucket, network: the caller reports the model by name
         raise ModelLoadError(f"could not list model directory {uri!r}: {exc}") from exc
+    listing = [list(entry) for entry in files]  # as the JSON stamp stores it
     if not listing:
         raise ModelLoadError(f"model directory {uri!r} is empty or does not exist")
     if os.path.exists(stamp):
@@ -117,7 +118,7 @@ def local_model_copy(uri: str, cache_root: str | None = None) -> str:
             if json.load(f) == listing:
                 return dest
     try:
-        storage.download_dir(uri, dest)
+        storage.download_dir(uri, dest, files)
     except Exception as exc:
         raise ModelLoadError(f"could not download model directory {uri!r}: {exc}") from exc
     storage.atomic_write_json(stamp, listing)

@@ -131,8 +131,11 @@ def list_files(uri: str) -> list[tuple[str, int]]:
     return sorted((i.path[len(base):], int(i.size)) for i in infos if i.type == pafs.FileType.File)
 
 
-def download_dir(uri: str, local_dir: str) -> None:
-    """Copy a directory URI to `local_dir`, which appears whole (filled beside it, then renamed)."""
+def download_dir(uri: str, local_dir: str, files: list[tuple[str, int]] | None = None) -> None:
+    """Copy a directory URI to `local_dir`, which appears whole (filled beside it, then renamed).
+
+    `files` is its `list_files` listing when the caller already has it.
+    """
     import shutil
 
     import pyarrow.fs as pafs
@@ -142,7 +145,7 @@ def download_dir(uri: str, local_dir: str) -> None:
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".tmp-download-", dir=parent)
     try:
-        for rel, _ in list_files(uri):
+        for rel, _ in files if files is not None else list_files(uri):
             target = os.path.join(staging, rel)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with fs.open_input_stream(f"{inner.rstrip('/')}/{rel}") as src, open(target, "wb") as dst:

@@ -135,6 +135,18 @@ def _band(ax, points: pd.DataFrame, label: str, style: str = "-", color=None) ->
         ax.fill_between(x, y - std, y + std, alpha=0.2, color=line.get_color())
 
 
+def _base_and_finetuned_bands(ax, rows) -> None:
+    """The base curve (dashed black), then one band per fine-tuning (train dataset, format, lr)."""
+    base = rows[rows["model_kind"] == "base"]
+    if len(base):
+        _band(ax, base, "base", "--", color="black")
+    finetuned = rows[rows["model_kind"] == "finetuned"]
+    if len(finetuned):
+        finetuned = finetuned.assign(_label=train_labels(finetuned))
+        for train_label, points in finetuned.groupby("_label", sort=True):
+            _band(ax, points, f"FT {train_label}")
+
+
 def curve_figures(analysis: Analysis) -> dict[str, bytes]:
     """Base and fine-tuned performance vs pre-training step (± std), one figure per eval dataset."""
     figures: dict[str, bytes] = {}
@@ -145,14 +157,7 @@ def curve_figures(analysis: Analysis) -> dict[str, bytes]:
             fig, axes = plt.subplots(1, len(formats), figsize=(4.2 * len(formats), 3.2), squeeze=False)
             for ax, fmt in zip(axes[0], formats, strict=True):
                 in_fmt = rows[rows["eval_format"] == fmt]
-                base = in_fmt[in_fmt["model_kind"] == "base"]
-                if len(base):
-                    _band(ax, base, "base", "--", color="black")
-                finetuned = in_fmt[in_fmt["model_kind"] == "finetuned"]
-                if len(finetuned):
-                    finetuned = finetuned.assign(_label=train_labels(finetuned))
-                    for train_label, points in finetuned.groupby("_label", sort=True):
-                        _band(ax, points, f"FT {train_label}")
+                _base_and_finetuned_bands(ax, in_fmt)
                 ax.set_title(f"{eval_dataset} [{fmt}]", fontsize=9)
                 ax.set_xlabel("pre-training step")
                 ax.set_ylabel(str(in_fmt["metric"].iloc[0]))
@@ -178,14 +183,7 @@ def format_figures(analysis: Analysis) -> dict[str, bytes]:
         for ax, eval_dataset in zip(axes.flat, datasets, strict=False):
             rows = sub[sub["eval_dataset"] == eval_dataset].rename(columns={"spread": "value"})
             rows = rows.assign(std=float("nan"))
-            base = rows[rows["model_kind"] == "base"]
-            if len(base):
-                _band(ax, base, "base", "--", color="black")
-            finetuned = rows[rows["model_kind"] == "finetuned"]
-            if len(finetuned):
-                finetuned = finetuned.assign(_label=train_labels(finetuned))
-                for train_label, points in finetuned.groupby("_label", sort=True):
-                    _band(ax, points, f"FT {train_label}")
+            _base_and_finetuned_bands(ax, rows)
             ax.set_title(f"{eval_dataset}: format spread", fontsize=9)
             ax.set_xlabel("pre-training step")
             ax.legend(fontsize=6)

@@ -111,6 +111,7 @@ def demo_main(argv: list[str] | None = None) -> int:
     from ptft.plan import build_plan
     from ptft.spec import load_spec
     from ray_jobs.grid import run_grid
+    from ray_jobs.layout import GridLayout
 
     spec_path = write_spec(profile, checkpoints, out_dir)
     plan = build_plan(load_spec(spec_path))
@@ -130,8 +131,7 @@ def demo_main(argv: list[str] | None = None) -> int:
             _log(line)
         _log(f"report: {os.path.join(report.analysis_dir, 'report.html')} "
              f"(tables and figures beside it: transfer.csv, groups.csv, *.png)")
-    wandb_dir = os.path.join(plan.spec.storage_root(), "wandb")
-    _log(f"W&B runs (offline): wandb sync {wandb_dir}/offline-run-*")
+    _log(f"W&B runs (offline): wandb sync {GridLayout(plan.spec.storage_root()).wandb_dir}/offline-run-*")
     if report.trials_failed:
         print(report.failure_message(), file=sys.stderr)
         return 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -53,6 +55,18 @@ def reference_generate(lm: LoadedModel, context: str, max_new_tokens: int, stop:
     return text[:min(cuts)] if cuts else text
 
 
+@contextlib.contextmanager
+def fed_shapes(lm):
+    """The `input_ids` shape of every forward pass run inside the block."""
+    fed: list[tuple[int, int]] = []
+    hook = lm.model.register_forward_pre_hook(
+        lambda module, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        yield fed
+    finally:
+        hook.remove()
+
+
 def test_loglikelihood_matches_reference_and_batch_size(tiny_lm):
     requests = [LoglikelihoodRequest(c, CANDIDATES) for c in CONTEXTS]
     batched = loglikelihood(tiny_lm, requests, batch_size=8)
@@ -67,13 +81,8 @@ def test_loglikelihood_matches_reference_and_batch_size(tiny_lm):
 
 def test_context_runs_once_per_prompt(tiny_lm):
     """All candidates of a prompt share one pass: the context once, then each candidate's tokens."""
-    fed: list[tuple[int, int]] = []
-    hook = tiny_lm.model.register_forward_pre_hook(
-        lambda module, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
-    try:
+    with fed_shapes(tiny_lm) as fed:
         [answer] = loglikelihood(tiny_lm, [LoglikelihoodRequest(CONTEXTS[3], CANDIDATES)], batch_size=4)
-    finally:
-        hook.remove()
     context_len = len(tiny_lm.tokenizer(CONTEXTS[3].rstrip())["input_ids"])
     packed = sum(n - 1 for n in answer.token_counts)  # a candidate's last token is never fed
     # The context once, then every candidate's tokens in one pass over the cache: never the context again.
@@ -81,15 +90,10 @@ def test_context_runs_once_per_prompt(tiny_lm):
 
 
 def test_single_token_candidates_cost_one_pass(tiny_lm):
-    fed: list[tuple[int, int]] = []
-    hook = tiny_lm.model.register_forward_pre_hook(
-        lambda module, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
     single = (" the", " a", " dog")  # one token each after a context that ends in a word
     requests = [LoglikelihoodRequest(c, single) for c in (CONTEXTS[2], CONTEXTS[4], CONTEXTS[5])]
-    try:
+    with fed_shapes(tiny_lm) as fed:
         answers = loglikelihood(tiny_lm, requests, batch_size=8)
-    finally:
-        hook.remove()
     assert all(n == 1 for a in answers for n in a.token_counts)
     assert len(fed) == 1 and fed[0][0] == 3
     for request, answer in zip(requests, answers, strict=True):
@@ -178,21 +182,11 @@ SHOTS = "".join(f"### Input: example {n} about a dog and a cat.\n ### Summary: d
 SHARED = [SHOTS + f"### Input: {c}\n ### Summary:" for c in CONTEXTS]
 
 
-def _fed_shapes(lm):
-    fed: list[tuple[int, int]] = []
-    hook = lm.model.register_forward_pre_hook(
-        lambda module, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
-    return fed, hook
-
-
 def test_shared_prefix_runs_once_and_scores_match_reference(tiny_lm):
     prefix_len = len(tiny_lm.tokenizer(SHOTS)["input_ids"]) - 1  # BPE may merge across the seam
     requests = [LoglikelihoodRequest(c, CANDIDATES) for c in SHARED]
-    fed, hook = _fed_shapes(tiny_lm)
-    try:
+    with fed_shapes(tiny_lm) as fed:
         answers = loglikelihood(tiny_lm, requests, batch_size=2)  # three batches share one prefix pass
-    finally:
-        hook.remove()
     prefix_passes = [shape for shape in fed if shape[0] == 1]
     assert len(prefix_passes) == 1 and prefix_passes[0][1] >= prefix_len
     assert all(shape[1] < prefix_len for shape in fed if shape[0] > 1)  # suffixes only, never the shots
@@ -218,12 +212,9 @@ def test_repeated_prompts_are_scored_once(tiny_lm):
     reordered = tuple(reversed(CANDIDATES))
     requests = [LoglikelihoodRequest(CONTEXTS[0], CANDIDATES), LoglikelihoodRequest(CONTEXTS[0], reordered),
                 LoglikelihoodRequest(CONTEXTS[1], CANDIDATES[:2])]
-    fed, hook = _fed_shapes(tiny_lm)
-    try:
+    with fed_shapes(tiny_lm) as fed:
         answers = loglikelihood(tiny_lm, requests, batch_size=8)
         generated = generate(tiny_lm, [GenerationRequest(CONTEXTS[2], (), 5)] * 3, batch_size=8)
-    finally:
-        hook.remove()
     assert fed[0][0] == 2  # two distinct contexts in the context pass, not three
     assert all(shape[0] == 1 for shape in fed[2:])  # generation: one row for three identical requests
     assert answers[1].loglikelihoods == tuple(reversed(answers[0].loglikelihoods))

@@ -135,7 +135,8 @@ def test_model_in_object_storage_is_copied_once_and_scored(tiny_model_dir, tmp_p
     monkeypatch.setenv("PTFT_MODEL_CACHE", str(cache))
     downloads = []
     real_download = storage.download_dir
-    monkeypatch.setattr(storage, "download_dir", lambda uri, dest: (downloads.append(uri), real_download(uri, dest)))
+    monkeypatch.setattr(storage, "download_dir",
+                        lambda uri, *rest: (downloads.append(uri), real_download(uri, *rest)))
     model = ModelRef(f"file://{remote_dir}", model_kind="finetuned", train_dataset="mnli", lr=1e-5, trial_id="t9")
     config = CONFIG.model_copy(update={"limit": 3})
     [first] = runner.evaluate_model(model, [EvalJob("rte", "default", 0)], config, str(tmp_path / "out1"),
