@@ -32,14 +32,14 @@ WORKLOADS = {"classification": "mnli_matched", "multiple_choice": "arc_easy", "g
 
 def build_model(shape: str, out_dir: str) -> str:
     """A randomly initialised OLMo of the given shape, with the locally trained tiny tokenizer."""
-    from ptft.tiny import build_tiny_model
+    from ptft.core.tiny import build_tiny_model
 
     overrides = OLMO_1B_SHAPE if shape == "olmo-1b" else {}
     return build_tiny_model(out_dir, **overrides)
 
 
 def load_workload(task: str, tokenizer, args) -> object:
-    from tasks import eval_set
+    from ptft.tasks import eval_set
 
     def count_tokens(text: str) -> int:
         return len(tokenizer(text)["input_ids"])

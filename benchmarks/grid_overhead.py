@@ -23,7 +23,7 @@ import yaml
 
 
 def make_spec(folder: Path, lrs: list[float], max_steps: int) -> Path:
-    from ptft.tiny import build_tiny_model
+    from ptft.core.tiny import build_tiny_model
 
     refs = []
     for seed, step in enumerate((100, 400)):
@@ -60,10 +60,10 @@ def main() -> None:
 
     import ray
 
-    from ptft.plan import build_plan
-    from ptft.spec import load_spec
+    from ptft.core.layout import GridLayout
+    from ptft.study.plan import build_plan
+    from ptft.study.spec import load_spec
     from ray_jobs.grid import run_grid
-    from ray_jobs.layout import GridLayout
 
     folder = Path(args.out or tempfile.mkdtemp(prefix="ptft-overhead-"))
     spec_path = make_spec(folder, [1e-3 * 3**i for i in range(args.lrs)], args.max_steps)
@@ -74,7 +74,7 @@ def main() -> None:
     ray.shutdown()
 
     layout = GridLayout(plan.spec.storage_root())
-    train_compute = sum(json.loads(Path(layout.trial_manifest(t.trial_id)).read_text())["tokens"]["train_seconds"]
+    train_compute = sum(json.loads(Path(layout.trial(t.trial_id).manifest).read_text())["tokens"]["train_seconds"]
                         for t in plan.trials)
     eval_compute = sum(report.eval_seconds.values())
     slots = plan.spec.resources.max_concurrent_trials

@@ -49,7 +49,7 @@ def build_model(folder: str, shape: dict[str, int], vocab_size: int) -> str:
     import torch
     from transformers import OlmoForCausalLM
 
-    from ptft.tiny import tiny_olmo_config, train_tokenizer
+    from ptft.core.tiny import tiny_olmo_config, train_tokenizer
 
     tokenizer = train_tokenizer([" ".join(_WORDS)] * 10, vocab_size=512)  # one token per word, roughly
     config = tiny_olmo_config(vocab_size=vocab_size, pad_token_id=tokenizer.pad_token_id,
@@ -91,7 +91,7 @@ def run_hf_trainer(model_dir: str, data_dir: str, out_dir: str, args) -> dict[st
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
-    import tasks
+    from ptft import tasks
     from trainers.examples import IGNORE_INDEX, build_examples
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

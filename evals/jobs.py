@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from evals.model_loading import is_uri
 from evals.results import ModelKind
-from ptft.ids import content_hash
+from ptft.core.ids import content_hash
 
 # Bump when a change to the engine or scoring can change a score: every cached result is recomputed.
 ENGINE_VERSION = "ptft-evals-3"

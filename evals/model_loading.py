@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from ptft import storage
+from ptft.core import storage
 
 
 class ModelLoadError(RuntimeError):
@@ -100,7 +100,7 @@ def local_model_copy(uri: str, cache_root: str | None = None) -> str:
     Cached under `cache_root` (default `$PTFT_MODEL_CACHE`, else ~/.cache/ptft/models) by URI, and
     fetched again when the remote listing (names and sizes) differs from the one the copy was made from.
     """
-    from ptft.ids import content_hash
+    from ptft.core.ids import content_hash
 
     root = cache_root or os.environ.get("PTFT_MODEL_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "ptft", "models")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ptft import storage
+from ptft.core import storage
 
 ModelKind = Literal["base", "finetuned"]
 

@@ -35,8 +35,8 @@ from evals.model_loading import (
 )
 from evals.results import ResultRecord, write_records
 from evals.scoring import ScoredSet, score_eval_set, scoring_kind
-from ptft import storage
-from ptft.ids import content_hash
+from ptft.core import storage
+from ptft.core.ids import content_hash
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,8 @@ __all__ = ["EvalJob", "ModelRef", "evaluate_model", "validate_jobs", "ENGINE_VER
 def validate_jobs(jobs: list[EvalJob], default_mode: str) -> None:
     """Fail before any loading on an unknown dataset (`tasks.UnknownTaskError`, with a suggestion), a
     format or mode the dataset lacks, a training-only dataset, or negative shots (ValueError)."""
-    from tasks import get_task
-    from tasks.registry import require_format
+    from ptft.tasks import get_task
+    from ptft.tasks.registry import require_format
 
     for job in jobs:
         spec = get_task(job.dataset)
@@ -87,7 +87,7 @@ def model_identity(model: ModelRef, source: str | None = None) -> dict[str, Any]
 def build_eval_set(job: EvalJob, mode: str, config: EvalConfig, tokenizer, max_length: int,
                    data_source: str):
     """The job's `tasks.EvalSet`, with shots dropped to fit the context budget."""
-    from tasks import eval_set, get_task
+    from ptft.tasks import eval_set, get_task
 
     spec = get_task(job.dataset)
     # Generation needs room for its answer; eval_set itself reserves the longest label candidate.

@@ -172,7 +172,7 @@ def rouge_l(prediction: str, reference: str) -> float:
 def score_generation(lm: LoadedModel, eval_set: Any, stop: tuple[str, ...], max_new_tokens: int = 60,
                      batch_size: int = 16, progress: bool = False) -> ScoredSet:
     """Greedy generation scored by ROUGE-L F1 against the gold target."""
-    import tasks
+    from ptft import tasks
 
     examples = eval_set.examples
     # Fixed mode ends the context where training put the boundary ("Summary:" + " text"), so the model

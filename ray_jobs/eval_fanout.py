@@ -14,10 +14,10 @@ from typing import Any
 
 from evals.jobs import EvalJob as EngineJob
 from evals.jobs import ModelRef
-from ptft.checkpoints import RevisionResolver
-from ptft.plan import EvalJob, Plan
-from ray_jobs.layout import GridLayout
-from ray_jobs.ledger import GridState, eval_model_key
+from ptft.core.layout import GridLayout
+from ptft.grid.ledger import GridState, eval_model_key
+from ptft.study.checkpoints import RevisionResolver
+from ptft.study.plan import EvalJob, Plan
 from ray_jobs.wandb_runs import WandbSettings, init_run, run_id
 
 
@@ -49,7 +49,7 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
                 group = "base"
             else:
                 trial = trials[job.trial_id or state.winners[job.cell_id or ""]]
-                model = ModelRef(path_or_id=layout.trial_model(trial.trial_id), model_kind="finetuned",
+                model = ModelRef(path_or_id=layout.trial(trial.trial_id).model, model_kind="finetuned",
                                  base_model=spec.model.id, checkpoint=ref.label, checkpoint_step=ref.step,
                                  train_dataset=trial.train_dataset, train_format=trial.train_format, lr=trial.lr,
                                  trial_id=trial.trial_id, epochs=trial.epochs)
@@ -112,7 +112,7 @@ def run_evals(plan: Plan, work: list[ModelWork], layout: GridLayout, wandb_setti
     while queue or running:
         while queue and len(running) < res.max_concurrent_evals:
             item = queue.pop(0)
-            running.append(task.remote(item, eval_config, layout.eval_dir(item.key), spec.data_source(), settings))
+            running.append(task.remote(item, eval_config, layout.evals(item.key).root, spec.data_source(), settings))
         finished, running = ray.wait(running, num_returns=1)
         summary = ray.get(finished[0])
         done.append(summary)

@@ -1,23 +1,20 @@
-"""The grid: `python -m ray_jobs.grid CONFIG [--resume] [--dry-run]` (also `ptft run CONFIG`).
+"""The grid on Ray: `run_grid(plan)` (the `ptft run CONFIG` command, which users give `ray job submit`).
 
-This is the command users give `ray job submit`. It reads like the study: plan -> train -> select ->
+It reads like the study: plan -> train -> select ->
 evaluate -> analyze. Every stage starts from the ledger (storage markers), so re-running the same
 command after a crash or a stop continues where it stopped and recomputes nothing that finished.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from dataclasses import dataclass, field
 
-from ptft import storage
-from ptft.checkpoints import CheckpointResolutionError, RevisionResolver
-from ptft.plan import Plan, build_plan
-from ptft.spec import load_spec_or_report
-from ray_jobs.layout import GridLayout
-from ray_jobs.ledger import read_state
+from ptft.core import storage
+from ptft.core.layout import GridLayout
+from ptft.grid.ledger import read_state
+from ptft.study.checkpoints import RevisionResolver
+from ptft.study.plan import Plan
 from ray_jobs.wandb_runs import settings_for
 
 
@@ -69,8 +66,8 @@ def check_checkpoints(plan: Plan, resolver: RevisionResolver) -> None:
 
 def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport:
     """Train, select, evaluate and analyze whatever the ledger says is not done yet."""
+    from ptft.grid.selection import run_selection
     from ray_jobs.eval_fanout import pending_work, run_evals
-    from ray_jobs.selection import run_selection
     from ray_jobs.train_trials import run_trials
 
     spec = plan.spec
@@ -96,8 +93,8 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
                               experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         report.trials_run = len(todo)
         report.trials_failed = sorted(t for t, s in statuses.items() if s == "error"
-                                      or not (storage.exists(layout.trial_completed(t))
-                                              or storage.exists(layout.trial_early_stopped(t))))
+                                      or not (storage.exists(layout.trial(t).completed)
+                                              or storage.exists(layout.trial(t).early_stopped)))
     report.seconds["train"] = time.perf_counter() - start
 
     # Select: per cell, the lr with the best validation loss.
@@ -143,48 +140,3 @@ def analyze(plan: Plan, layout: GridLayout, wandb_settings) -> str | None:
         _log(f"analysis skipped (status {status}): see the message above")
         return None
     return layout.analysis_dir
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ray_jobs.grid", description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="experiment spec (YAML)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue a grid (the default behaviour: finished work is always skipped)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and the ledger; launch nothing")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a spec field, e.g. --set train.epochs=1")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    spec = load_spec_or_report(args.config, args.overrides)
-    if spec is None:
-        return 2
-    plan = build_plan(spec)
-    if args.dry_run:
-        from ptft.estimate import estimate_plan
-        from ptft.plan_report import print_plan
-        from ray_jobs.status import print_status
-
-        print_plan(plan, estimate_plan(plan))
-        print_status(plan)
-        return 0
-    try:
-        report = run_grid(plan)
-    except CheckpointResolutionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    _log(f"trials run {report.trials_run}, failed {len(report.trials_failed)}; eval jobs run "
-         f"{report.eval_jobs_run} on {report.eval_models_run} models; "
-         + ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items()))
-    if report.analysis_dir:
-        _log(f"report: {storage.join(report.analysis_dir, 'report.html')}")
-    if report.trials_failed:
-        print(report.failure_message(), file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

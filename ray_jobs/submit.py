@@ -31,7 +31,7 @@ import yaml
 SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN")
 DEFAULT_RUNTIME_ENV = "cluster/runtime_env.yaml"
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
-ENTRYPOINT = ("python", "-m", "ray_jobs.grid")
+ENTRYPOINT = ("python", "-m", "ptft", "run")
 _MIB = 1024**2
 # Ray logs per-file warnings while zipping; this report replaces them.
 _QUIET = logging.getLogger("ray_jobs.submit.packaging")
@@ -128,7 +128,7 @@ def suggest_excludes(upload: UploadSet, max_items: int = 10) -> list[tuple[str, 
     """Paths whose exclusion brings the package under the limit, biggest first.
 
     Descends into a directory while a single child holds most of it, so the suggestion is
-    `tasks/mini/data/huge/` rather than the whole `tasks/` package.
+    `ptft/tasks/mini/data/huge/` rather than the whole `ptft/tasks/` package.
     """
     files = dict(upload.files)
     overhead = upload.package_bytes - sum(files.values())  # zip headers

@@ -14,11 +14,11 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from ptft import storage
-from ptft.checkpoints import RevisionResolver
-from ptft.plan import Plan, Trial
-from ray_jobs.layout import GridLayout
-from ray_jobs.selection import curve_file
+from ptft.core import storage
+from ptft.core.layout import GridLayout
+from ptft.grid.selection import curve_file
+from ptft.study.checkpoints import RevisionResolver
+from ptft.study.plan import Plan, Trial
 from ray_jobs.wandb_runs import WandbSettings, init_run, run_id
 
 # A crash injected into one trial for resume tests: "<trial_id>:<step>" (once; a marker remembers it).
@@ -38,7 +38,7 @@ def build_train_job(plan: Plan, trial: Trial, layout: GridLayout, resolver: Revi
         dataset=trial.train_dataset, fmt=trial.train_format, data_mode=spec.train.mode,
         data_source=spec.data_source(), lr=trial.lr,
         config=spec.train.train_config(epochs=spec.train.epochs_for(entry)),
-        output_dir=layout.trial_dir(trial.trial_id),
+        output_dir=layout.trial(trial.trial_id).root,
     )
     return job.model_dump(mode="json")
 
@@ -84,7 +84,7 @@ class GridReporter:
             step = metrics.get("step")
             if self.resumed:  # first report after a resume: remember where training picked up
                 self.resumed = False
-                path = storage.join(self.layout.trial_dir(self.trial["trial_id"]), "resumes.json")
+                path = storage.join(self.layout.trial(self.trial["trial_id"]).root, "resumes.json")
                 history = storage.read_json(path) if storage.exists(path) else []
                 storage.atomic_write_json(path, history + [{"first_step_after_resume": step}])
             self.curve = [p for p in self.curve if p.get("step") != step] + [metrics]
@@ -195,7 +195,7 @@ def _progress_callback(total: int):
 
 
 def _template_version(trial: Trial, mode: str) -> str:
-    import tasks
+    from ptft import tasks
 
     return tasks.template_version(trial.train_dataset, trial.train_format, mode)
 
@@ -232,9 +232,9 @@ def run_trials(plan: Plan, trials: list[Trial], layout: GridLayout, resolver: Re
             statuses[trial_id] = "error"
             continue
         statuses[trial_id] = "terminated"
-        if not storage.exists(layout.trial_completed(trial_id)) and result.metrics:
+        if not storage.exists(layout.trial(trial_id).completed) and result.metrics:
             # Tune stopped it early (ASHA): remember its last metrics so selection and the ledger see it.
-            storage.atomic_write_json(layout.trial_early_stopped(trial_id),
+            storage.atomic_write_json(layout.trial(trial_id).early_stopped,
                                       {"val_loss": result.metrics.get("val_loss"), "metrics": result.metrics})
     return statuses
 

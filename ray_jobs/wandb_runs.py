@@ -8,30 +8,11 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass
 from typing import Any
 
-from ptft import storage
-from ptft.ids import content_hash
-
-
-@dataclass(frozen=True)
-class WandbSettings:
-    """Plain, serialisable settings shipped to Ray workers (never the key)."""
-
-    project: str
-    entity: str | None
-    mode: str  # online | offline | disabled (auto already resolved)
-    dir: str  # wandb.init(dir=...): runs land in <dir>/wandb/
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def resolve_mode(mode: str) -> str:
-    if mode == "auto":
-        return "online" if os.environ.get("WANDB_API_KEY") else "offline"
-    return mode
+from ptft.core import storage
+from ptft.core.ids import content_hash
+from ptft.core.wandb_settings import WandbSettings, resolve_mode
 
 
 def settings_for(spec, storage_root: str) -> WandbSettings:
@@ -45,13 +26,11 @@ def run_id(*parts: str) -> str:
     return content_hash(list(parts), length=16)
 
 
-def init_run(settings: WandbSettings | dict[str, Any] | None, *, run_id: str, name: str, group: str | None,
+def init_run(settings: WandbSettings | None, *, run_id: str, name: str, group: str | None,
              job_type: str, config: dict[str, Any]):
     """Start (or resume) a run; returns None when W&B is disabled."""
     if settings is None:
         return None
-    if isinstance(settings, dict):
-        settings = WandbSettings(**settings)
     if settings.mode == "disabled":
         return None
     import wandb

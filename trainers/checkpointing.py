@@ -3,7 +3,7 @@
 A training checkpoint is a DeepSpeed checkpoint directory: every rank writes its own ZeRO shards and its
 own RNG state, rank 0 writes the module states with our `client_state` (step, sampler position, token
 counters) and the `latest` pointer. The final output is a plain Hugging Face model directory (ZeRO-3
-shards gathered), a manifest, and a COMPLETED marker written last, all through `ptft.storage`.
+shards gathered), a manifest, and a COMPLETED marker written last, all through `ptft.core.storage`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 import ptft
-from ptft import storage
+from ptft.core import storage
 
 COMPLETED = "COMPLETED"
 MANIFEST = "manifest.json"

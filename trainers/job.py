@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ptft import storage
+from ptft.core import storage
 from trainers.config import TrainConfig
 
 

@@ -193,7 +193,7 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
 
 def load_training_data(job: TrainJob, tokenizer: Any) -> TrainingData:
     """Render the task, split validation rows off with the seed, tokenize both, plan the training rows."""
-    import tasks
+    from ptft import tasks
 
     cfg = job.config
     rendered = tasks.training_set(job.dataset, job.fmt, job.data_mode, source=job.data_source,

@@ -14,7 +14,7 @@ from evals.analysis.core import CHANCE_MARGIN, analyze, write_outputs
 from evals.analysis.frame import MAIN_STEP, DuplicateRecordError, read_grid_records
 from evals.analysis.study_import import import_study_table
 from evals.results import ResultRecord
-from ptft import storage
+from ptft.core import storage
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from evals.analysis import groups as groups_mod
 from evals.analysis import matrices
 from evals.analysis.frame import MAIN_STEP, check_duplicates, records_frame
 from evals.results import ResultRecord
-from ptft import storage
+from ptft.core import storage
 
 CHANCE_MARGIN = 0.02  # base within this much of chance (or below) is "at chance"
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 import pandas as pd
 
 from evals.results import ResultRecord, read_records
-from ptft import storage
+from ptft.core import storage
 
 MAIN_STEP = 750_000  # where the study's plots put the final model ("main", step unknown)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from evals.results import ResultRecord
-from ptft import storage
+from ptft.core import storage
 
 STUDY_BASE_MODEL = "allenai/OLMo-1B-hf"
 STUDY_MODE = "faithful"

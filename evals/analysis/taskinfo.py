@@ -32,7 +32,7 @@ def in_domain(train_dataset: str, eval_dataset: str) -> bool:
 def chance_level(eval_dataset: str) -> float | None:
     """`tasks.get_task(name).chance_level`, or None when the registry is absent or does not know the name."""
     try:
-        from tasks import get_task  # the registry may not be installed yet; then nothing is flagged
+        from ptft.tasks import get_task  # the registry may not be installed yet; then nothing is flagged
     except ImportError:
         return None
     try:

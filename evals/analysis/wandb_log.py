@@ -13,22 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ptft.core.wandb_settings import resolve_mode
+
 if TYPE_CHECKING:
     from evals.analysis.core import Analysis
 
 HEATMAP_SPEC = "wandb/heatmap/v1"  # the custom Vega spec id; plot_table binds it to the table's columns
-
-
-def resolve_mode(mode: str | None) -> str:
-    """"online" only with a WANDB_API_KEY in the environment; otherwise "offline". None means auto."""
-    has_key = bool(os.environ.get("WANDB_API_KEY"))
-    if mode in (None, "auto"):
-        return "online" if has_key else "offline"
-    if mode == "online" and not has_key:
-        return "offline"  # online with no key fails (or blocks for minutes without network)
-    if mode not in ("online", "offline", "disabled"):
-        raise ValueError(f"wandb mode {mode!r} is not one of online, offline, disabled, auto")
-    return mode
 
 
 def _cell(value: Any) -> Any:

@@ -41,7 +41,7 @@ def test_storage_grid_with_wandb_offline(tmp_path, monkeypatch):
     write_grid(storage, known_records())
     out = tmp_path / "out"
     status = analyze_main(["--storage", str(storage), "--out", str(out), "--main-step", "1000",
-                           "--wandb-project", "ptft-test", "--wandb-mode", "online"])  # no key: goes offline
+                           "--wandb-project", "ptft-test", "--wandb-mode", "auto"])  # no key: offline
     assert status == 0
     transfer = pd.read_csv(out / "transfer.csv")
     assert len(transfer) == 16

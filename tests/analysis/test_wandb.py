@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from evals.analysis import analyze, log_to_wandb
-from evals.analysis.wandb_log import resolve_mode
+from ptft.core.wandb_settings import WandbModeError, resolve_mode
 from tests.analysis.conftest import MAIN_STEP, known_records
 
 SECRET = "fake-key-0123456789-do-not-store"
@@ -13,10 +15,15 @@ SECRET = "fake-key-0123456789-do-not-store"
 
 def test_resolve_mode(monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    assert resolve_mode("online") == "offline" and resolve_mode(None) == "offline"
+    assert resolve_mode(None) == "offline" and resolve_mode("auto") == "offline"
     assert resolve_mode("disabled") == "disabled"
+    with pytest.raises(WandbModeError, match="WANDB_API_KEY"):  # online without a key: an error, not a guess
+        resolve_mode("online")
+    with pytest.raises(WandbModeError, match="not one of"):
+        resolve_mode("onlin")
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
-    assert resolve_mode("auto") == "online" and resolve_mode("offline") == "offline"
+    assert resolve_mode("auto") == "online" and resolve_mode("online") == "online"
+    assert resolve_mode("offline") == "offline"
 
 
 def test_offline_run_writes_tables_and_never_the_key(tmp_path, monkeypatch):

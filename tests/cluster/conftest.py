@@ -10,7 +10,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 RUNTIME_ENV = CLUSTER / "runtime_env.yaml"
-ENTRYPOINT = "python -m ray_jobs.grid configs/paper.yaml"
+ENTRYPOINT = "python -m ptft run configs/paper.yaml"
 MIB = 1024**2
 
 
@@ -32,7 +32,7 @@ KEPT = {
     "configs/paper.yaml",
     "ptft/__init__.py",
     "ray_jobs/grid.py",
-    "tasks/mini/data/mnli/train.jsonl",  # shipped mini datasets: `data` is excluded at the top only
+    "ptft/tasks/mini/data/mnli/train.jsonl",  # shipped mini datasets: `data` is excluded at the top only
     "evals/analysis/report.py",
     "evals/keep/notes.txt",
     ".gitignore",

@@ -100,5 +100,5 @@ def test_dockerignore_drops_outputs_and_keeps_what_the_image_installs():
                     "ptft/__pycache__/a.pyc", "data/raw.jsonl", ".env"):
         assert _dockerignored(dropped, patterns), dropped
     for kept in ("README.md", "pyproject.toml", "constraints.txt", "configs/paper.yaml", "ray_jobs/submit.py",
-                 "tasks/mini/data/mnli/train.jsonl", "docker/Dockerfile"):
+                 "ptft/tasks/mini/data/mnli/train.jsonl", "docker/Dockerfile"):
         assert not _dockerignored(kept, patterns), kept

@@ -46,10 +46,10 @@ def test_refuses_an_oversized_working_dir_naming_the_biggest_paths(repo: Path, c
 
 
 def test_suggestions_descend_into_a_dominant_directory():
-    files = {"tasks/mini/data/huge/a.bin": 90 * MIB, "tasks/mini/data/huge/b.bin": 60 * MIB,
-             "tasks/registry.py": 1000, "ptft/spec.py": 1000}
+    files = {"ptft/tasks/mini/data/huge/a.bin": 90 * MIB, "ptft/tasks/mini/data/huge/b.bin": 60 * MIB,
+             "ptft/tasks/registry.py": 1000, "ptft/study/spec.py": 1000}
     upload = submit.UploadSet(Path("."), files, sum(files.values()), 100 * MIB)
-    assert submit.suggest_excludes(upload) == [("tasks/mini/data/huge/", 150 * MIB)]
+    assert submit.suggest_excludes(upload) == [("ptft/tasks/mini/data/huge/", 150 * MIB)]
 
 
 def test_dry_run_prints_the_plan_and_never_a_secret(repo: Path, capsys, monkeypatch):
@@ -57,7 +57,7 @@ def test_dry_run_prints_the_plan_and_never_a_secret(repo: Path, capsys, monkeypa
         monkeypatch.setenv(name, value)
     rc, out = _run(capsys, "--dry-run", "--address", "http://127.0.0.1:8265")
     assert rc == 0
-    assert "entrypoint: python -m ray_jobs.grid configs/paper.yaml" in out
+    assert "entrypoint: python -m ptft run configs/paper.yaml" in out
     assert "forwarded by name: WANDB_API_KEY, HF_TOKEN" in out
     for value in FAKE.values():
         assert value not in out
@@ -93,7 +93,7 @@ def test_submission_forwards_secrets_without_showing_them(repo: Path, capsys, mo
     monkeypatch.setattr(_FakeClient, "fail", fail)
     rc, out = _run(capsys, "--resume", "--set", "storage=s3://bucket/ptft")
     (call,) = _FakeClient.calls
-    assert call["entrypoint"] == "python -m ray_jobs.grid configs/paper.yaml --resume --set storage=s3://bucket/ptft"
+    assert call["entrypoint"] == "python -m ptft run configs/paper.yaml --resume --set storage=s3://bucket/ptft"
     assert {k: call["runtime_env"]["env_vars"][k] for k in FAKE} == FAKE  # forwarded to the job
     assert rc == (1 if fail else 0) and ("raysubmit_test" in out) != fail
     for value in FAKE.values():

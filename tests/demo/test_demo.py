@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ptft.demo.profiles import QUICK
+from ptft.cli.demo.profiles import QUICK
 
 pytestmark = pytest.mark.slow
 
@@ -15,7 +15,7 @@ def test_quick_demo_runs_the_whole_study(tmp_path: Path, monkeypatch, capsys):
     import pandas as pd
     import ray
 
-    from ptft.demo.command import demo_main
+    from ptft.cli.demo.command import demo_main
 
     for key, value in {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu"}.items():
         monkeypatch.setenv(key, value)

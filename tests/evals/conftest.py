@@ -19,7 +19,7 @@ def _one_torch_thread():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> str:
     """A randomly initialised tiny OLMo and its tokenizer, written once per test session."""
-    from ptft.tiny import build_tiny_model
+    from ptft.core.tiny import build_tiny_model
 
     return build_tiny_model(str(tmp_path_factory.mktemp("tiny-olmo")), seed=0)
 

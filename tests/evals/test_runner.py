@@ -14,7 +14,7 @@ from evals.config import EvalConfig
 from evals.jobs import EvalJob, ModelRef
 from evals.model_loading import ModelLoadError, weights_hash
 from evals.results import read_records
-from tasks import UnknownTaskError
+from ptft.tasks import UnknownTaskError
 
 CONFIG = EvalConfig(limit=6, batch_size=4, max_new_tokens=8, bootstrap_resamples=200)
 JOBS = [
@@ -127,7 +127,7 @@ def test_model_that_does_not_load(tmp_path):
 
 def test_model_in_object_storage_is_copied_once_and_scored(tiny_model_dir, tmp_path, monkeypatch):
     """A trial's model under an `s3://` storage root takes this path; `file://` runs it through pyarrow here."""
-    from ptft import storage
+    from ptft.core import storage
 
     remote_dir = tmp_path / "bucket" / "trials" / "t9" / "model"
     shutil.copytree(tiny_model_dir, remote_dir)

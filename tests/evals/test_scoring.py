@@ -15,7 +15,7 @@ from evals.scoring import (
     strip_label,
     verbalizer_tokens,
 )
-from tasks import EvalExample, EvalSet, get_task
+from ptft.tasks import EvalExample, EvalSet, get_task
 
 NLI_WORDS = ("entailment", "neutral", "contradiction")
 NLI_VERBALIZERS = NLI_WORDS + tuple(" " + w for w in NLI_WORDS)

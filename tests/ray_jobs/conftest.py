@@ -12,7 +12,7 @@ import yaml
 @pytest.fixture(scope="session")
 def tiny_checkpoints(tmp_path_factory) -> Path:
     """Two tiny OLMo 'pre-training checkpoints' (different seeds) with a locally trained tokenizer."""
-    from ptft.tiny import build_tiny_model
+    from ptft.core.tiny import build_tiny_model
 
     root = tmp_path_factory.mktemp("ckpts")
     for seed, name in enumerate(("step100", "step400")):

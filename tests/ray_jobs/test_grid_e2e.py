@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ptft import storage
-from ptft.plan import build_plan
-from ptft.spec import load_spec
-from ray_jobs.layout import GridLayout
-from ray_jobs.ledger import read_state
+from ptft.core import storage
+from ptft.core.layout import GridLayout
+from ptft.grid.ledger import read_state
+from ptft.study.plan import build_plan
+from ptft.study.spec import load_spec
 from tests.ray_jobs.conftest import files_under, write_spec
 
 pytestmark = pytest.mark.slow
@@ -51,11 +51,11 @@ def test_smoke_grid_survives_a_killed_driver_and_a_crashed_trial(tiny_checkpoint
     assert (len(plan.cells), len(plan.trials)) == (8, 16)
 
     # 1. A driver stopped mid-grid: kill it (no clean-up at all) once two trials are complete.
-    driver = subprocess.Popen([sys.executable, "-m", "ray_jobs.grid", str(spec_path)], env=_env(),
+    driver = subprocess.Popen([sys.executable, "-m", "ptft", "run", str(spec_path)], env=_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and driver.poll() is None:
-        done = [t for t in plan.trials if storage.exists(layout.trial_completed(t.trial_id))]
+        done = [t for t in plan.trials if storage.exists(layout.trial(t.trial_id).completed)]
         if len(done) >= 2:
             break
         time.sleep(1)
@@ -66,7 +66,7 @@ def test_smoke_grid_survives_a_killed_driver_and_a_crashed_trial(tiny_checkpoint
     state = read_state(plan, layout)
     done_before = [t.trial_id for t in plan.trials if state.trials[t.trial_id] == "done"]
     assert 2 <= len(done_before) < len(plan.trials)
-    completed_before = _mtimes(Path(layout.trial_completed(t)) for t in done_before)
+    completed_before = _mtimes(Path(layout.trial(t).completed) for t in done_before)
 
     # 2. Rerun with a crash injected into a trial that has not finished: it must resume, not restart.
     victim = next(t for t in plan.trials if state.trials[t.trial_id] != "done")
@@ -78,11 +78,11 @@ def test_smoke_grid_survives_a_killed_driver_and_a_crashed_trial(tiny_checkpoint
         ray.shutdown()
     assert report.ok, report.trials_failed
     assert report.trials_run == len(plan.trials) - len(done_before)  # finished trials were not retrained
-    assert _mtimes(Path(layout.trial_completed(t)) for t in done_before) == completed_before
+    assert _mtimes(Path(layout.trial(t).completed) for t in done_before) == completed_before
     assert storage.exists(layout.fault_marker(victim.trial_id))
-    resumes = json.loads(Path(layout.trial_dir(victim.trial_id), "resumes.json").read_text())
+    resumes = json.loads(Path(layout.trial(victim.trial_id).root, "resumes.json").read_text())
     assert resumes and resumes[0]["first_step_after_resume"] > 2  # continued after the step-2 checkpoint
-    manifest = json.loads(Path(layout.trial_manifest(victim.trial_id)).read_text())
+    manifest = json.loads(Path(layout.trial(victim.trial_id).manifest).read_text())
     assert manifest["steps"]["done"] == 4
 
     # 3. Every planned result exists, once.
@@ -164,7 +164,7 @@ def test_ray_job_submit_on_a_loopback_head(tiny_checkpoints, tmp_path):
                                                "DS_ACCELERATOR": "cpu"}})
         job = subprocess.run(
             ["ray", "job", "submit", "--address", address, "--runtime-env-json", runtime_env, "--",
-             sys.executable, "-m", "ray_jobs.grid", str(spec_path)],
+             sys.executable, "-m", "ptft", "run", str(spec_path)],
             env=client_env, capture_output=True, text=True, timeout=480)
         assert job.returncode == 0 and "succeeded" in job.stdout, job.stdout[-4000:] + job.stderr[-2000:]
         plan = build_plan(load_spec(str(spec_path)))

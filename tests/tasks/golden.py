@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tasks import FORMATS, MODES, eval_set, get_task, list_tasks, template_version, training_set
+from ptft.tasks import FORMATS, MODES, eval_set, get_task, list_tasks, template_version, training_set
 
 GOLDEN_PATH = Path(__file__).resolve().parent / "golden" / "renders.json"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import eval_set
-from tasks.fewshot import assemble
+from ptft.tasks import eval_set
+from ptft.tasks.fewshot import assemble
 
 
 def words(text: str) -> int:
@@ -83,7 +83,7 @@ def test_faithful_shots_are_the_first_items_and_are_scored() -> None:
 def test_fixed_shots_come_from_the_training_split_and_are_never_scored() -> None:
     matched = eval_set("mnli_matched", "default", "fixed", shots=3, source="mini")
     assert matched.counts["shot_rows_excluded"] == 0 and matched.counts["scored"] == 100
-    from tasks import load_rows
+    from ptft.tasks import load_rows
 
     train_premises = {r["premise"] for r in load_rows("mnli", "train", source="mini")}
     shot_block = matched.examples[0].context.split("\n\n")[:3]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import eval_set, get_task, template_version
-from tasks.formats import templates
-from tasks.formats.render import RowContext, render_row
+from ptft.tasks import eval_set, get_task, template_version
+from ptft.tasks.formats import templates
+from ptft.tasks.formats.render import RowContext, render_row
 from tests.tasks.golden import key_name, keys, load_goldens, snapshot
 
 GOLDENS = load_goldens()

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tasks import DataError, eval_set, get_task, list_tasks, load_rows, load_split, training_set
-from tasks.loading import _load_json, subset_indices
+from ptft.tasks import DataError, eval_set, get_task, list_tasks, load_rows, load_split, training_set
+from ptft.tasks.loading import _load_json, subset_indices
 
 
 def _splits(name: str) -> set[tuple[str, str]]:

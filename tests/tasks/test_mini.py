@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tasks import get_task, list_tasks, load_rows
-from tasks.loading import MINI_DIR
-from tasks.mini.generate import PLAN, generate
+from ptft.tasks import get_task, list_tasks, load_rows
+from ptft.tasks.loading import MINI_DIR
+from ptft.tasks.mini.generate import PLAN, generate
 
 
 def test_shipped_minis_equal_the_generator_output(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import Segment, eval_set, get_task, token_boundary, training_set
-from tasks.formats.render import RowContext, render_row, sft_segments
+from ptft.tasks import Segment, eval_set, get_task, token_boundary, training_set
+from ptft.tasks.formats.render import RowContext, render_row, sft_segments
 
 
 def test_qqp_and_stsb_faithful_golds_are_all_no() -> None:

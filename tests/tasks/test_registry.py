@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import FORMATS, MODES, TASK_TYPES, UnknownTaskError, get_task, list_tasks, template_version
-from tasks.formats.templates import TEMPLATES
-from tasks.types import FAMILIES
+from ptft.tasks import FORMATS, MODES, TASK_TYPES, UnknownTaskError, get_task, list_tasks, template_version
+from ptft.tasks.formats.templates import TEMPLATES
+from ptft.tasks.types import FAMILIES
 
 STUDY_NAMES = [
     "xsum", "xlsum", "cnn", "socialiqa", "tweetqa", "sciq", "mnli", "mnli_matched", "mnli_mismatched",

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from ptft.tiny import build_tiny_model
+from ptft.core.tiny import build_tiny_model
 
 # Text in the shape of the training data, so the tiny tokenizer learns useful merges.
 _CORPUS = [

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tasks.types import Rendered, Segment
+from ptft.tasks.types import Rendered, Segment
 from trainers.examples import IGNORE_INDEX, build_examples, split_validation, tokenize_rendered
 
 

@@ -1,0 +1,131 @@
+"""`ptft plan CONFIG`: print the plan as readable tables (or one JSON object) and touch no cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+
+from ptft.study.checkpoints import CheckpointResolutionError, RevisionResolver
+from ptft.study.estimate import GPU_PEAK_FLOPS, Estimate, estimate_plan
+from ptft.study.plan import Plan, build_plan
+from ptft.study.spec import load_spec_or_report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="experiment spec (YAML)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object: cells, trials, eval_jobs, estimate")
+    parser.add_argument("--gpu", default="h100", choices=sorted(GPU_PEAK_FLOPS), help="GPU for the estimate")
+    parser.add_argument("--peak-flops", type=float, default=None, help="override the GPU's bf16 peak (FLOP/s)")
+    parser.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed (default 0.4)")
+    parser.add_argument("--resolve", action="store_true",
+                        help="resolve pre-training steps to hub revisions (needs the hub)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a spec field, e.g. --set train.epochs=1 (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.mfu <= 1:
+        print(f"error: --mfu {args.mfu} must be in (0, 1]", file=sys.stderr)
+        return 2
+    spec = load_spec_or_report(args.config, args.overrides)
+    if spec is None:
+        return 2
+    plan = build_plan(spec)
+    estimate = estimate_plan(plan, gpu=args.gpu, mfu=args.mfu, peak_flops=args.peak_flops)
+    revisions: dict[str, str] = {}
+    if args.resolve:
+        resolver = RevisionResolver()
+        try:
+            for ref in spec.model.checkpoint_refs():
+                path, rev = resolver.resolve(spec.model.id, ref, spec.base_dir)
+                revisions[ref.label] = rev or path
+        except CheckpointResolutionError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(plan_json(plan, estimate, revisions), indent=2, sort_keys=True))
+    else:
+        print_plan(plan, estimate, revisions)
+    return 0
+
+
+def plan_json(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None = None) -> dict:
+    return {
+        "name": plan.spec.name,
+        "storage": plan.spec.storage,
+        "cells": [c.to_json() | {"revision": (revisions or {}).get(c.checkpoint.label)} for c in plan.cells],
+        "trials": [t.to_json() for t in plan.trials],
+        "eval_jobs": [j.to_json() for j in plan.eval_jobs],
+        "skipped_eval_pairs": [list(p) for p in plan.skipped_eval_pairs],
+        "estimate": estimate.to_json(),
+    }
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def print_plan(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=140)
+    spec = plan.spec
+    checkpoints = spec.model.checkpoint_refs()
+    base_jobs = sum(1 for j in plan.eval_jobs if j.model_kind == "base")
+    console.print(f"[bold]{spec.name}[/bold]  model {spec.model.id}  storage {spec.storage}")
+    console.print(
+        f"{len(checkpoints)} checkpoints x {len(spec.train.datasets)} training datasets -> "
+        f"[bold]{len(plan.cells)} cells[/bold], [bold]{len(plan.trials)} trials[/bold], "
+        f"[bold]{len(plan.eval_jobs)} eval jobs[/bold] ({base_jobs} base, "
+        f"{len(plan.eval_jobs) - base_jobs} fine-tuned) on {len(plan.eval_models())} models"
+    )
+
+    cells = Table(title="Cells (checkpoint x training dataset x format)")
+    for col in ("cell id", "checkpoint", "revision", "dataset", "format", "epochs", "learning rates",
+                "train tokens/trial"):
+        cells.add_column(col)
+    for cell in plan.cells:
+        first = plan.trials_of(cell.cell_id)[0]
+        rev = (revisions or {}).get(cell.checkpoint.label) or _unresolved(cell.checkpoint)
+        cells.add_row(cell.cell_id, cell.checkpoint.label, rev, cell.train_dataset, cell.train_format,
+                      str(cell.epochs), ", ".join(f"{lr:g}" for lr in cell.lrs),
+                      _si(estimate.train_tokens_per_trial[first.trial_id]))
+    console.print(cells)
+
+    evals = Table(title=f"Eval jobs per model ({spec.eval.mode} mode, shots {spec.eval.shots})")
+    evals.add_column("eval dataset")
+    evals.add_column("formats")
+    per_dataset: dict[str, Counter] = {}
+    for job in plan.eval_jobs:
+        per_dataset.setdefault(job.eval_dataset, Counter())[job.eval_format] += 1
+    for dataset, formats in per_dataset.items():
+        evals.add_row(dataset, ", ".join(sorted(formats)))
+    console.print(evals)
+    if plan.skipped_eval_pairs:
+        pairs = ", ".join(f"{d}/{f}" for d, f in plan.skipped_eval_pairs)
+        console.print(f"[dim]skipped {len(plan.skipped_eval_pairs)} (dataset, format) pairs the datasets "
+                      f"lack: {pairs}[/dim]")
+
+    n = f"{estimate.num_params:,}" if estimate.num_params else "unknown (set model.num_params)"
+    console.print("[bold]Estimate[/bold]")
+    console.print(f"  parameters            {n}")
+    console.print(f"  training tokens       {_si(estimate.train_tokens)}  ->  {_si(estimate.train_flops)}FLOP (6·N·tokens)")
+    console.print(f"  eval tokens           {_si(estimate.eval_tokens)}  ->  {_si(estimate.eval_flops)}FLOP (2·N·tokens)")
+    if estimate.gpu_hours is not None:
+        console.print(f"  GPU-hours             {estimate.gpu_hours:.1f} on {estimate.gpu.upper()} "
+                      f"(peak {_si(estimate.peak_flops)}FLOP/s, MFU {estimate.mfu:.0%})")
+    console.print("[dim]plan only: nothing was launched[/dim]")
+
+
+def _unresolved(ref) -> str:
+    if ref.kind == "step":
+        return f"step{ref.step}-* (resolved at run time)"
+    if ref.kind == "local":
+        return ref.path
+    return ref.revision or ""

@@ -1,0 +1,77 @@
+"""The ledger: the state of every trial, cell and eval job, derived from storage markers alone.
+
+Nothing is kept in memory between runs, so a crashed or stopped driver loses nothing: re-running the
+same command reads the markers, skips what is done and continues the rest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ptft.core import storage
+from ptft.core.layout import GridLayout, base_model_key, trial_model_key
+from ptft.study.plan import EvalJob, Plan
+
+
+@dataclass
+class GridState:
+    trials: dict[str, str] = field(default_factory=dict)  # done | early_stopped | started | pending
+    cells: dict[str, str] = field(default_factory=dict)  # selected | training | pending
+    evals: dict[str, str] = field(default_factory=dict)  # done | ready | waiting
+    winners: dict[str, str] = field(default_factory=dict)  # cell_id -> winning trial_id
+
+    def counts(self) -> dict[str, Counter]:
+        return {"trials": Counter(self.trials.values()), "cells": Counter(self.cells.values()),
+                "evals": Counter(self.evals.values())}
+
+    @property
+    def complete(self) -> bool:
+        return all(s == "done" for s in self.evals.values()) and all(
+            s == "selected" for s in self.cells.values())
+
+
+def eval_model_key(job: EvalJob, winners: dict[str, str]) -> str | None:
+    """The folder of the model a job evaluates; None while a winner is not chosen yet."""
+    if job.model_kind == "base":
+        return base_model_key(job.checkpoint)
+    if job.trial_id is not None:
+        return trial_model_key(job.trial_id)
+    winner = winners.get(job.cell_id or "")
+    return trial_model_key(winner) if winner else None
+
+
+def read_state(plan: Plan, layout: GridLayout) -> GridState:
+    state = GridState()
+    started = set(storage.list_dir(layout.train_root))
+    for trial in plan.trials:
+        if storage.exists(layout.trial(trial.trial_id).completed):
+            state.trials[trial.trial_id] = "done"
+        elif storage.exists(layout.trial(trial.trial_id).early_stopped):
+            state.trials[trial.trial_id] = "early_stopped"
+        elif trial.trial_id in started:
+            state.trials[trial.trial_id] = "started"
+        else:
+            state.trials[trial.trial_id] = "pending"
+    for cell in plan.cells:
+        path = layout.selection_file(cell.cell_id)
+        trial_states = {state.trials[t.trial_id] for t in plan.trials_of(cell.cell_id)}
+        if storage.exists(path):
+            state.cells[cell.cell_id] = "selected"
+            state.winners[cell.cell_id] = storage.read_json(path)["winner"]["trial_id"]
+        elif trial_states <= {"pending"}:
+            state.cells[cell.cell_id] = "pending"
+        else:
+            state.cells[cell.cell_id] = "training"
+    for job in plan.eval_jobs:
+        key = eval_model_key(job, state.winners)
+        if key is None:
+            trial_ready = job.trial_id is not None and state.trials.get(job.trial_id) == "done"
+            state.evals[job.job_id] = "ready" if trial_ready else "waiting"
+        elif storage.exists(layout.evals(key).record(job.job_id)):
+            state.evals[job.job_id] = "done"
+        elif job.trial_id is not None and state.trials.get(job.trial_id) != "done":
+            state.evals[job.job_id] = "waiting"
+        else:
+            state.evals[job.job_id] = "ready"
+    return state

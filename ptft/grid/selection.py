@@ -1,0 +1,73 @@
+"""Learning-rate selection: per cell, the trial with the lowest final validation loss wins.
+
+The choice and every lr's curve are written to `selection/<cell_id>.json`. Selection is a pure function
+of the trials' manifests (and early-stop records), so re-running it gives the same answer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ptft.core import storage
+from ptft.core.layout import GridLayout
+from ptft.study.plan import Cell, Plan
+
+
+def curve_file(layout: GridLayout, trial_id: str) -> str:
+    return storage.join(layout.trial(trial_id).root, "curve.json")
+
+
+def read_curve(layout: GridLayout, trial_id: str) -> list[dict[str, Any]]:
+    path = curve_file(layout, trial_id)
+    return storage.read_json(path) if storage.exists(path) else []
+
+
+def _final_metrics(layout: GridLayout, trial_id: str) -> tuple[str, dict[str, Any]] | None:
+    if storage.exists(layout.trial(trial_id).completed):
+        return "completed", storage.read_json(layout.trial(trial_id).manifest)
+    if storage.exists(layout.trial(trial_id).early_stopped):
+        return "early_stopped", storage.read_json(layout.trial(trial_id).early_stopped)
+    return None
+
+
+def select_cell(plan: Plan, cell: Cell, layout: GridLayout) -> dict[str, Any] | None:
+    """The selection record of `cell`, or None while any of its trials is unfinished."""
+    candidates = []
+    for trial in plan.trials_of(cell.cell_id):
+        final = _final_metrics(layout, trial.trial_id)
+        if final is None:
+            return None
+        status, manifest = final
+        val = manifest.get("val_loss")
+        candidates.append({
+            "trial_id": trial.trial_id, "lr": trial.lr, "status": status,
+            "val_loss": val if isinstance(val, (int, float)) and math.isfinite(val) else None,
+            "curve": read_curve(layout, trial.trial_id),
+        })
+    # Only completed trials can win: an early-stopped one has no exported model.
+    eligible = [c for c in candidates if c["status"] == "completed" and c["val_loss"] is not None]
+    if not eligible:
+        eligible = [c for c in candidates if c["status"] == "completed"]
+    if not eligible:
+        raise RuntimeError(f"cell {cell.cell_id}: no trial completed, nothing to select")
+    winner = min(eligible, key=lambda c: (c["val_loss"] if c["val_loss"] is not None else math.inf, c["lr"]))
+    return {
+        "cell_id": cell.cell_id, "metric": "val_loss", "mode": "min",
+        "winner": {"trial_id": winner["trial_id"], "lr": winner["lr"], "val_loss": winner["val_loss"]},
+        "candidates": candidates,
+    }
+
+
+def run_selection(plan: Plan, layout: GridLayout) -> dict[str, dict[str, Any]]:
+    """Select every cell whose trials are all finished; returns cell_id -> selection record."""
+    selected = {}
+    for cell in plan.cells:
+        record = select_cell(plan, cell, layout)
+        if record is None:
+            continue
+        path = layout.selection_file(cell.cell_id)
+        if not storage.exists(path) or storage.read_json(path) != record:
+            storage.atomic_write_json(path, record)
+        selected[cell.cell_id] = record
+    return selected

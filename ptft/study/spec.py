@@ -1,0 +1,440 @@
+"""The experiment spec: one YAML file -> typed, validated config objects.
+
+Each layer owns its part (`TrainConfig` in trainers/, `EvalConfig` in evals/, the dataset registry in
+tasks/); this module composes them into the grid and checks everything that can be checked before a
+GPU is asked for. Unknown keys are errors. Every error names the YAML field, the bad value and what is
+allowed, e.g. ``train.datasets[2]: unknown dataset 'mlni' (did you mean 'mnli'?)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evals.config import EvalConfig
+from ptft.study.checkpoints import CheckpointRef, parse_checkpoint
+from ptft.study.spec_errors import SpecError, explain
+from trainers.config import TrainConfig
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def _task(name: str):
+    """Look a dataset up in the registry; the registry's error carries the "did you mean"."""
+    from ptft import tasks
+
+    return tasks.get_task(name)
+
+
+def _formats() -> tuple[str, ...]:
+    from ptft import tasks
+
+    return tuple(tasks.FORMATS)
+
+
+# ------------------------------------------------------------------------------------------ model
+class ModelSpec(BaseModel):
+    model_config = _STRICT
+
+    id: str = Field(description="Hub id (allenai/OLMo-1B-hf) or a local model directory.")
+    checkpoints: list[Any] = Field(
+        default_factory=lambda: ["main"],
+        description="Steps (1000), 'main', explicit revisions, local dirs, or {path|revision|step, name}.",
+    )
+    num_params: int | None = Field(None, ge=1, description="Parameter count for the cost estimate.")
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _checkpoints(cls, value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError("needs at least one checkpoint")
+        refs = []
+        for i, item in enumerate(value):
+            try:
+                refs.append(parse_checkpoint(item))
+            except ValueError as err:
+                raise ValueError(f"[{i}]: {err}") from None
+        labels = [r.label for r in refs]
+        dupes = sorted({label for label in labels if labels.count(label) > 1})
+        if dupes:
+            raise ValueError(f"duplicate checkpoints {dupes}")
+        return value
+
+    def checkpoint_refs(self) -> list[CheckpointRef]:
+        return [parse_checkpoint(item) for item in self.checkpoints]
+
+
+# ------------------------------------------------------------------------------- learning rates
+class LogUniform(BaseModel):
+    """A log-uniform lr range, sampled at plan time with a seed so trial ids stay stable on resume."""
+
+    model_config = _STRICT
+
+    log_uniform: tuple[float, float]
+    samples: int = Field(ge=1)
+    seed: int = 0
+
+    @field_validator("log_uniform")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not (0 < low < high):
+            raise ValueError(f"needs 0 < low < high, got [{low}, {high}]")
+        return value
+
+    def values(self) -> list[float]:
+        import numpy as np
+
+        rng = np.random.default_rng(self.seed)
+        logs = rng.uniform(math.log(self.log_uniform[0]), math.log(self.log_uniform[1]), self.samples)
+        return sorted(float(f"{math.exp(x):.3g}") for x in logs)
+
+
+LearningRates = list[float] | LogUniform
+
+
+def _lr_values(spec: LearningRates) -> list[float]:
+    return spec.values() if isinstance(spec, LogUniform) else list(spec)
+
+
+def _check_lr_list(value: Any) -> Any:
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("needs at least one learning rate")
+        for lr in value:
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (0 < lr < 1):
+                raise ValueError(f"learning rate {lr!r} is not a number in (0, 1)")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate learning rates in {value}")
+    return value
+
+
+# -------------------------------------------------------------------------------------- train
+class _DatasetEntry(BaseModel):
+    """A dataset given by name alone (`mnli`) or as a mapping with per-dataset settings."""
+
+    model_config = _STRICT
+
+    name: str
+    formats: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"name": value}
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            cls._check_task(_task(value["name"]))  # raises "unknown dataset ... (did you mean ...)"
+        return value
+
+    @classmethod
+    def _check_task(cls, task) -> None:
+        """What this side of the study requires of the dataset (nothing beyond existing, by default)."""
+
+
+class TrainDataset(_DatasetEntry):
+    """A training dataset with optional per-dataset overrides (the study: xsum at 2e-7, tulu 5 epochs)."""
+
+    learning_rates: LearningRates | None = None
+    epochs: int | None = Field(None, ge=1)
+
+    @classmethod
+    def _check_task(cls, task) -> None:
+        if task.train_split is None:
+            raise ValueError(f"dataset {task.name!r} is eval-only (no training split)")
+
+    @field_validator("learning_rates", mode="before")
+    @classmethod
+    def _lrs(cls, value: Any) -> Any:
+        return _check_lr_list(value)
+
+
+class TrainSpec(TrainConfig):
+    """The `train:` section: what to fine-tune on, the lr search space, and the `TrainConfig` fields."""
+
+    datasets: list[TrainDataset] = Field(min_length=1)
+    formats: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    mode: Literal["faithful", "fixed"] = "fixed"
+    learning_rates: LearningRates = Field(default_factory=lambda: [2e-6])
+    asha: bool = Field(False, description="Stop weak lrs early on validation loss (ASHA).")
+
+    @field_validator("learning_rates", mode="before")
+    @classmethod
+    def _lrs(cls, value: Any) -> Any:
+        return _check_lr_list(value)
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        return _check_formats(value)
+
+    @model_validator(mode="after")
+    def _datasets_support_formats(self) -> TrainSpec:
+        _no_duplicate_names(self.datasets)
+        for i, entry in enumerate(self.datasets):
+            task = _task(entry.name)
+            wanted = entry.formats if entry.formats is not None else self.formats
+            if entry.formats is not None:
+                _check_formats(entry.formats, where=f"datasets[{i}].formats")
+            missing = [f for f in wanted if not task.supports(f, self.mode)]
+            if missing:
+                raise ValueError(
+                    f"datasets[{i}]: dataset {entry.name!r} has no format(s) {missing} in {self.mode} mode "
+                    f"(it has {_supported(task, self.mode)}); set datasets[{i}].formats"
+                )
+        return self
+
+    def train_config(self, epochs: int | None = None) -> TrainConfig:
+        fields = {name: getattr(self, name) for name in TrainConfig.model_fields}
+        if epochs is not None:
+            fields["epochs"] = epochs
+        return TrainConfig(**fields)
+
+    def formats_for(self, entry: TrainDataset) -> list[str]:
+        return list(entry.formats if entry.formats is not None else self.formats)
+
+    def lrs_for(self, entry: TrainDataset) -> list[float]:
+        return _lr_values(entry.learning_rates if entry.learning_rates is not None else self.learning_rates)
+
+    def epochs_for(self, entry: TrainDataset) -> int:
+        return entry.epochs if entry.epochs is not None else self.epochs
+
+
+def _no_duplicate_names(entries: list[Any]) -> None:
+    names = [entry.name for entry in entries]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"datasets: duplicate datasets {dupes}")
+
+
+def _supported(task, mode: str) -> list[str]:
+    return [f for f in _formats() if task.supports(f, mode)]
+
+
+def _check_formats(value: list[str], where: str | None = None) -> list[str]:
+    allowed = _formats()
+    for i, fmt in enumerate(value):
+        if fmt not in allowed:
+            hint = difflib.get_close_matches(fmt, allowed, n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            prefix = f"{where}[{i}]: " if where else f"[{i}]: "
+            raise ValueError(f"{prefix}unknown format {fmt!r}{did_you_mean}; allowed: {list(allowed)}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"duplicate formats in {value}")
+    return value
+
+
+# --------------------------------------------------------------------------------------- eval
+class EvalDataset(_DatasetEntry):
+    """An eval dataset, optionally with its own formats."""
+
+
+class EvalSpec(EvalConfig):
+    """The `eval:` section: datasets x formats x shots, which models, and the `EvalConfig` fields."""
+
+    datasets: list[EvalDataset] = Field(min_length=1)
+    formats: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+    shots: list[int] = Field(default_factory=lambda: [4], min_length=1)
+    models: Literal["winners", "all"] = Field("winners", description="Evaluate each cell's best lr, or every trial.")
+    base: bool = Field(True, description="Evaluate every base checkpoint (once per grid).")
+
+    @field_validator("shots")
+    @classmethod
+    def _shots(cls, value: list[int]) -> list[int]:
+        for k in value:
+            if k < 0:
+                raise ValueError(f"shot count {k} is negative")
+        if len(set(value)) != len(value):
+            raise ValueError(f"duplicate shot counts in {value}")
+        return value
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        return _check_formats(value)
+
+    @model_validator(mode="after")
+    def _formats_exist_somewhere(self) -> EvalSpec:
+        _no_duplicate_names(self.datasets)
+        for i, entry in enumerate(self.datasets):
+            if entry.formats is not None:
+                _check_formats(entry.formats, where=f"datasets[{i}].formats")
+                task = _task(entry.name)
+                missing = [f for f in entry.formats if not task.supports(f, self.mode)]
+                if missing:
+                    raise ValueError(f"datasets[{i}]: dataset {entry.name!r} has no format(s) {missing} "
+                                     f"in {self.mode} mode (it has {_supported(task, self.mode)})")
+        for fmt in self.formats:
+            if not any(_task(d.name).supports(fmt, self.mode) for d in self.datasets if d.formats is None):
+                if all(d.formats is not None for d in self.datasets):
+                    break
+                raise ValueError(f"formats: no eval dataset supports format {fmt!r}")
+        return self
+
+    def eval_config(self) -> EvalConfig:
+        return EvalConfig(**{name: getattr(self, name) for name in EvalConfig.model_fields})
+
+    def combinations(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(dataset, format) pairs to evaluate, and the pairs skipped because the dataset lacks the format.
+
+        A dataset with its own `formats` uses exactly those; the others use `eval.formats` where they
+        support it (the study's input-output format exists for six datasets only).
+        """
+        chosen, skipped = [], []
+        for entry in self.datasets:
+            if entry.formats is not None:
+                chosen += [(entry.name, f) for f in entry.formats]
+                continue
+            task = _task(entry.name)
+            for fmt in self.formats:
+                (chosen if task.supports(fmt, self.mode) else skipped).append((entry.name, fmt))
+        return chosen, skipped
+
+
+# ---------------------------------------------------------------------------------- the rest
+class ResourcesSpec(BaseModel):
+    model_config = _STRICT
+
+    workers_per_trial: int = Field(1, ge=1, description="Ray Train workers (DeepSpeed ranks) per trial.")
+    gpus_per_worker: float = Field(1.0, ge=0)
+    cpus_per_worker: float = Field(4.0, gt=0)
+    max_concurrent_trials: int = Field(4, ge=1)
+    max_failures: int = Field(2, ge=0, description="Retries of a failed trial (resumes from its checkpoint).")
+    eval_gpus_per_worker: float = Field(1.0, ge=0)
+    eval_cpus_per_worker: float = Field(4.0, gt=0)
+    max_concurrent_evals: int = Field(4, ge=1)
+
+
+class DataSpec(BaseModel):
+    model_config = _STRICT
+
+    source: str = Field("hub", description="'hub', 'mini' (the shipped mini datasets) or a folder of JSONL.")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if value in ("hub", "mini"):
+            return value
+        if not value.strip():
+            raise ValueError("is empty; use 'hub', 'mini' or a folder path")
+        return value
+
+
+class WandbSpec(BaseModel):
+    model_config = _STRICT
+
+    project: str = "ptft"
+    entity: str | None = None
+    mode: Literal["auto", "online", "offline", "disabled"] = Field(
+        "auto", description="auto: online when WANDB_API_KEY is set, else offline."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key in value:
+                if "key" in str(key).lower() or "token" in str(key).lower():
+                    raise ValueError(
+                        f"{key!r}: secrets never go in a spec; export WANDB_API_KEY in the environment instead"
+                    )
+        return value
+
+
+_STORAGE = re.compile(r"^(s3|gs|gcs)://[^/]+")
+
+
+class ExperimentSpec(BaseModel):
+    """The whole grid: one YAML file."""
+
+    model_config = _STRICT
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    model: ModelSpec
+    data: DataSpec = Field(default_factory=DataSpec)
+    train: TrainSpec
+    eval: EvalSpec
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    storage: str = Field(description="Local folder, s3://bucket/prefix or gs://bucket/prefix.")
+    wandb: WandbSpec = Field(default_factory=WandbSpec)
+
+    # Where the YAML lives: relative local paths (checkpoints, storage, data) resolve against it.
+    base_dir: str = Field(".", exclude=True)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        if "://" in value and not _STORAGE.match(value):
+            raise ValueError(f"{value!r}: use a local folder, s3://bucket/prefix or gs://bucket/prefix")
+        if not value.strip():
+            raise ValueError("is empty")
+        return value
+
+    def storage_root(self) -> str:
+        if "://" in self.storage:
+            return self.storage.rstrip("/")
+        path = os.path.expanduser(self.storage)
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.base_dir, path))
+
+    def data_source(self) -> str:
+        source = self.data.source
+        if source in ("hub", "mini") or os.path.isabs(source):
+            return source
+        return os.path.normpath(os.path.join(self.base_dir, source))
+
+
+# ------------------------------------------------------------------------------------ loading
+def load_spec(path: str, overrides: list[str] | None = None) -> ExperimentSpec:
+    """Read and validate a spec file. `overrides` are `dotted.key=yaml_value` strings (CLI)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SpecError([f"file not found: {path}"]) from None
+    except yaml.YAMLError as err:
+        raise SpecError([f"not valid YAML: {err}"], source=path) from None
+    if not isinstance(raw, dict):
+        raise SpecError(["the top level must be a mapping of sections (name, model, train, eval, ...)"],
+                        source=path)
+    for item in overrides or []:
+        _apply_override(raw, item)
+    return parse_spec(raw, base_dir=os.path.dirname(os.path.abspath(path)), source=path)
+
+
+def load_spec_or_report(path: str, overrides: list[str] | None = None) -> ExperimentSpec | None:
+    """For commands: the spec, or None after printing why it cannot run (the caller exits with 2)."""
+    import sys
+
+    try:
+        return load_spec(path, overrides)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+
+
+def parse_spec(raw: dict[str, Any], base_dir: str = ".", source: str | None = None) -> ExperimentSpec:
+    if "base_dir" in raw:
+        raise SpecError(["base_dir: unknown key (it is set from the file's location)"], source=source)
+    try:
+        return ExperimentSpec.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as err:
+        raise SpecError(explain(err, ExperimentSpec, hidden={"base_dir"}), source=source) from None
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise SpecError([f"override {item!r}: expected key=value, e.g. train.epochs=1"])
+    key, value = item.split("=", 1)
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError([f"override {item!r}: {part!r} is not a section"])
+    node[parts[-1]] = yaml.safe_load(value)

@@ -1,0 +1,89 @@
+"""The ledger and lr selection read storage markers only: checked on hand-written markers, no Ray."""
+
+import json
+
+import pytest
+
+from ptft.core import storage
+from ptft.core.layout import GridLayout, base_model_key, trial_model_key
+from ptft.grid.ledger import read_state
+from ptft.grid.selection import run_selection
+from ptft.study.plan import build_plan
+from ptft.study.spec import load_spec
+from tests.ray_jobs.conftest import write_spec
+
+
+@pytest.fixture
+def plan(tmp_path):
+    (tmp_path / "ck" / "step100").mkdir(parents=True)
+    (tmp_path / "ck" / "step400").mkdir(parents=True)
+    spec = write_spec(tmp_path, tmp_path / "ck", name="ledger", lrs=(1e-3, 3e-3, 1e-2), n_checkpoints=2,
+                      eval_datasets=("mnli_matched", "rte"))
+    return build_plan(load_spec(str(spec)))
+
+
+def complete(layout, trial_id, val_loss):
+    storage.atomic_write_json(layout.trial(trial_id).manifest, {"trial_id": trial_id, "val_loss": val_loss})
+    storage.atomic_write_text(layout.trial(trial_id).completed, "")
+
+
+def test_fresh_grid_is_all_pending(plan):
+    state = read_state(plan, GridLayout(plan.spec.storage_root()))
+    assert set(state.trials.values()) == {"pending"}
+    assert set(state.cells.values()) == {"pending"}
+    base = [j for j in plan.eval_jobs if j.model_kind == "base"]
+    assert all(state.evals[j.job_id] == "ready" for j in base)  # base evals need no training
+    assert all(state.evals[j.job_id] == "waiting" for j in plan.eval_jobs if j.model_kind == "finetuned")
+    assert not state.complete
+
+
+def test_selection_picks_lowest_val_loss_and_records_every_lr(plan):
+    layout = GridLayout(plan.spec.storage_root())
+    cell = plan.cells[0]
+    trials = plan.trials_of(cell.cell_id)
+    for trial, loss in zip(trials, (2.0, 1.5, 3.0), strict=True):
+        complete(layout, trial.trial_id, loss)
+        storage.atomic_write_json(storage.join(layout.trial(trial.trial_id).root, "curve.json"),
+                                  [{"step": 2, "val_loss": loss + 1}, {"step": 4, "val_loss": loss}])
+    selected = run_selection(plan, layout)
+    assert list(selected) == [cell.cell_id]  # the other cell is unfinished
+    record = json.loads(open(layout.selection_file(cell.cell_id)).read())
+    assert record["winner"]["trial_id"] == trials[1].trial_id and record["winner"]["lr"] == 3e-3
+    assert [c["lr"] for c in record["candidates"]] == [1e-3, 3e-3, 1e-2]
+    assert all(len(c["curve"]) == 2 for c in record["candidates"])
+
+    state = read_state(plan, layout)
+    assert state.cells[cell.cell_id] == "selected" and state.winners[cell.cell_id] == trials[1].trial_id
+    assert state.cells[plan.cells[1].cell_id] == "pending"
+    winner_jobs = [j for j in plan.eval_jobs if j.cell_id == cell.cell_id]
+    assert winner_jobs and all(state.evals[j.job_id] == "ready" for j in winner_jobs)
+
+
+def test_started_trials_and_done_evals(plan):
+    layout = GridLayout(plan.spec.storage_root())
+    trial = plan.trials[0]
+    storage.atomic_write_json(storage.join(layout.train_run(trial.trial_id), "checkpoint_manager_snapshot.json"), {})
+    job = next(j for j in plan.eval_jobs if j.model_kind == "base")
+    storage.atomic_write_json(layout.evals(base_model_key(job.checkpoint)).record(job.job_id), {"value": 1})
+    state = read_state(plan, layout)
+    assert state.trials[trial.trial_id] == "started"
+    assert state.cells[trial.cell_id] == "training"
+    assert state.evals[job.job_id] == "done"
+
+
+def test_early_stopped_trial_cannot_win_but_finishes_the_cell(plan):
+    layout = GridLayout(plan.spec.storage_root())
+    cell = plan.cells[0]
+    a, b, c = plan.trials_of(cell.cell_id)
+    complete(layout, a.trial_id, 2.0)
+    complete(layout, b.trial_id, 2.5)
+    storage.atomic_write_json(layout.trial(c.trial_id).early_stopped, {"val_loss": 0.1})
+    record = run_selection(plan, layout)[cell.cell_id]
+    assert record["winner"]["trial_id"] == a.trial_id
+    assert read_state(plan, layout).trials[c.trial_id] == "early_stopped"
+
+
+def test_model_keys_are_folder_safe():
+    assert base_model_key("step1000-tokens4B") == "base-step1000-tokens4B"
+    assert base_model_key("a/b c") == "base-a_b_c"
+    assert trial_model_key("abc") == "trial-abc"
