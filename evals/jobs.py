@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from evals.model_loading import is_uri
-from evals.results import ModelKind
+from evals.results import ModelIdentity
 from ptft.core.ids import content_hash
 
 # Bump when a change to the engine or scoring can change a score: every cached result is recomputed.
@@ -19,42 +20,26 @@ class ModelRef:
 
     path_or_id: str
     revision: str | None = None
-    model_kind: ModelKind = "base"
-    base_model: str | None = None  # default: path_or_id
-    checkpoint: str | None = None  # default: the revision, else the directory name, else "main"
-    checkpoint_step: int | None = None
-    train_dataset: str | None = None
-    train_format: str | None = None
-    lr: float | None = None
-    trial_id: str | None = None
-    epochs: int | None = None
+    identity: ModelIdentity | None = None  # None: a base model named after its path and revision
+
+    @classmethod
+    def of(cls, path_or_id: str, revision: str | None = None, *, base_model: str | None = None,
+           checkpoint: str | None = None, **identity: Any) -> ModelRef:
+        """A reference whose identity defaults to the model itself: base_model = the path or hub id,
+        checkpoint = the revision, else the directory's name, else "main"."""
+        if checkpoint is None:
+            local = os.path.isdir(path_or_id) or is_uri(path_or_id)
+            checkpoint = revision or (os.path.basename(path_or_id.rstrip("/")) if local else "main")
+        return cls(path_or_id, revision, ModelIdentity(base_model=base_model or path_or_id,
+                                                       checkpoint=checkpoint, **identity))
 
     def __post_init__(self) -> None:
-        # The same rules as ResultRecord's, checked before any work is done.
-        if self.model_kind not in ("base", "finetuned"):
-            raise ValueError(f"model_kind: {self.model_kind!r} is not 'base' or 'finetuned'")
-        if self.model_kind == "finetuned" and not self.train_dataset:
-            raise ValueError(f"fine-tuned model {self.path_or_id!r} needs train_dataset")
-        if self.model_kind == "base" and (self.train_dataset or self.lr is not None):
-            raise ValueError(f"base model {self.path_or_id!r} has no train_dataset or lr")
+        if self.identity is None:  # checked at construction, before any work is done
+            object.__setattr__(self, "identity", ModelRef.of(self.path_or_id, self.revision).identity)
 
     @property
     def is_local(self) -> bool:
         return os.path.isdir(self.path_or_id)
-
-    @property
-    def base_model_name(self) -> str:
-        return self.base_model or self.path_or_id
-
-    @property
-    def checkpoint_name(self) -> str:
-        if self.checkpoint:
-            return self.checkpoint
-        if self.revision:
-            return self.revision
-        if self.is_local or is_uri(self.path_or_id):  # a folder, here or in object storage
-            return os.path.basename(self.path_or_id.rstrip("/"))
-        return "main"
 
     def describe(self) -> str:
         return f"{self.path_or_id}" + (f"@{self.revision}" if self.revision else "")

@@ -22,18 +22,37 @@ ModelKind = Literal["base", "finetuned"]
 SOURCES = ("ptft", "study", "study_official")
 
 
-@dataclass(frozen=True)
-class ResultRecord:
-    """One evaluated (model, eval dataset, eval format, shots, mode)."""
+@dataclass(frozen=True, kw_only=True)
+class ModelIdentity:
+    """Which model a result belongs to: declared once, embedded in `ModelRef` and `ResultRecord`."""
 
-    # --- the model's identity ---
-    model_kind: ModelKind
+    model_kind: ModelKind = "base"
     base_model: str  # hub id or local path of the pre-trained model family
     checkpoint: str  # checkpoint label: "1000", "main", a revision, or a local dir name
-    checkpoint_step: int | None  # pre-training step (for curves); None when unknown (e.g. "main")
-    train_dataset: str | None  # fine-tuned models only
-    train_format: str | None
-    lr: float | None
+    checkpoint_step: int | None = None  # pre-training step (for curves); None when unknown (e.g. "main")
+    train_dataset: str | None = None  # fine-tuned models only
+    train_format: str | None = None
+    lr: float | None = None
+    trial_id: str | None = None
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_kind not in ("base", "finetuned"):
+            raise ValueError(f"model_kind: {self.model_kind!r} is not 'base' or 'finetuned'")
+        if self.model_kind == "finetuned" and not self.train_dataset:
+            raise ValueError(f"fine-tuned model {self.base_model!r}@{self.checkpoint} needs train_dataset")
+        if self.model_kind == "base" and (self.train_dataset or self.lr is not None):
+            raise ValueError(f"base model {self.base_model!r}@{self.checkpoint} has no train_dataset or lr")
+
+    def identity(self) -> ModelIdentity:
+        """Just the identity (of a record, say), as its own value."""
+        return ModelIdentity(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ModelIdentity)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultRecord(ModelIdentity):
+    """One evaluated (model, eval dataset, eval format, shots, mode); the model's identity fields first."""
+
     # --- what was evaluated ---
     eval_dataset: str  # registry name (the study's short names)
     eval_format: str  # "default" | "instruct" | "io"
@@ -49,20 +68,13 @@ class ResultRecord:
     ci_high: float | None = None
     predictions: str | None = None  # path of the per-example records
     job_id: str | None = None
-    trial_id: str | None = None
-    epochs: int | None = None
     template_checksum: str | None = None
     engine_version: str | None = None
     bootstrap_seed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.model_kind not in ("base", "finetuned"):
-            raise ValueError(f"model_kind: {self.model_kind!r} is not 'base' or 'finetuned'")
-        if self.model_kind == "finetuned" and not self.train_dataset:
-            raise ValueError("a fine-tuned record needs train_dataset")
-        if self.model_kind == "base" and (self.train_dataset or self.lr is not None):
-            raise ValueError("a base record has no train_dataset or lr")
+        super().__post_init__()
         if self.source not in SOURCES:
             raise ValueError(f"source: {self.source!r} is not one of {SOURCES}")
         if not isinstance(self.value, (int, float)) or math.isnan(self.value):

@@ -1,9 +1,7 @@
 """`evaluate_model`: load a model once, score all its eval jobs, write records and predictions.
 
-Layout under `out_dir`:
-    predictions/<job_id>.jsonl   per-example records (written first)
-    records/<job_id>.json        the job's `ResultRecord` — the completion marker, written last
-    results.jsonl                every record of this model in `out_dir`, rewritten after each job
+`out_dir` is an `EvalOutput` folder (ptft/core/layout.py): per-example predictions first, then the
+job's `ResultRecord` as its completion marker, then `results.jsonl` with every record of this model.
 
 A job whose marker exists with the same cache key is skipped without loading the model. The key covers
 the model's identity (revision, or a hash of a local directory's weights), dataset, format, shots, mode,
@@ -13,6 +11,7 @@ that change scores.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -36,7 +35,9 @@ from evals.model_loading import (
 from evals.results import ResultRecord, write_records
 from evals.scoring import ScoredSet, score_eval_set, scoring_kind
 from ptft.core import storage
+from ptft.core.identity import identity_of
 from ptft.core.ids import content_hash
+from ptft.core.layout import EvalOutput
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,12 @@ def build_eval_set(job: EvalJob, mode: str, config: EvalConfig, tokenizer, max_l
 
 def _cache_inputs(model_id: dict, job: EvalJob, mode: str, es: Any, config: EvalConfig, max_length: int,
                   dtype: str) -> dict[str, Any]:
-    scoring: dict[str, Any] = {"max_length": max_length, "limit": config.limit, "dtype": dtype,
-                               "bootstrap_resamples": config.bootstrap_resamples,
-                               "bootstrap_seed": config.bootstrap_seed, "fewshot_seed": config.fewshot_seed}
-    if es.task.task_type == "generation":
-        scoring["max_new_tokens"] = config.max_new_tokens
+    """What a cached record must match: the model, the rendered eval set, the engine, and every
+    `EvalConfig` field declared to define a result, as resolved here (length cap, dtype)."""
+    scoring = identity_of(config) | {"mode": mode, "max_length": max_length, "dtype": dtype}
     return {"engine_version": ENGINE_VERSION, "model": model_id, "dataset": job.dataset, "fmt": job.fmt,
-            "shots": job.shots, "mode": mode, "template_checksum": es.checksum,
-            "template_version": es.template_version, "scoring": scoring}
+            "shots": job.shots, "template_checksum": es.checksum, "template_version": es.template_version,
+            "scoring": scoring}
 
 
 def _read_marker(path: str) -> ResultRecord | None:
@@ -122,16 +121,11 @@ def _read_marker(path: str) -> ResultRecord | None:
         return None
 
 
-def _rewrite_results(out_dir: str, model_key: str) -> None:
-    """`results.jsonl` = every record in `out_dir/records` that belongs to this model."""
-    records_dir = storage.join(out_dir, "records")
-    records = []
-    for name in storage.list_dir(records_dir):
-        if name.endswith(".json") and not name.startswith("."):
-            record = _read_marker(storage.join(records_dir, name))
-            if record is not None and record.extra.get("model_key") == model_key:
-                records.append(record)
-    write_records(storage.join(out_dir, "results.jsonl"), records)
+def _rewrite_results(out: EvalOutput, model_key: str) -> None:
+    """`results.jsonl` = every record in the folder's records that belongs to this model."""
+    records = [record for record in map(_read_marker, out.record_files())
+               if record is not None and record.extra.get("model_key") == model_key]
+    write_records(out.results, records)
 
 
 def _make_record(model: ModelRef, job: EvalJob, job_id: str, mode: str, es: Any, scored: ScoredSet,
@@ -143,13 +137,11 @@ def _make_record(model: ModelRef, job: EvalJob, job_id: str, mode: str, es: Any,
              "counts": {**es.counts, **scored.counts}, "template_version": es.template_version,
              "split": es.split}
     return ResultRecord(
-        model_kind=model.model_kind, base_model=model.base_model_name, checkpoint=model.checkpoint_name,
-        checkpoint_step=model.checkpoint_step, train_dataset=model.train_dataset,
-        train_format=model.train_format, lr=model.lr, eval_dataset=job.dataset, eval_format=job.fmt,
+        **dataclasses.asdict(model.identity), eval_dataset=job.dataset, eval_format=job.fmt,
         shots=job.shots, metric=scored.metric, value=boot.mean, std=boot.std, n=boot.n, mode=mode,
         source="ptft", ci_low=boot.ci_low, ci_high=boot.ci_high, predictions=predictions_path, job_id=job_id,
-        trial_id=model.trial_id, epochs=model.epochs, template_checksum=es.checksum,
-        engine_version=ENGINE_VERSION, bootstrap_seed=config.bootstrap_seed, extra=extra,
+        template_checksum=es.checksum, engine_version=ENGINE_VERSION, bootstrap_seed=config.bootstrap_seed,
+        extra=extra,
     )
 
 
@@ -166,6 +158,7 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
     from tqdm.auto import tqdm
 
     validate_jobs(jobs, config.mode)
+    out = EvalOutput(out_dir)
     # from_pretrained reads local folders and the hub; a folder in object storage is copied here first.
     source = local_model_copy(model.path_or_id) if is_uri(model.path_or_id) else model.path_or_id
     tokenizer = load_tokenizer(source, model.revision)
@@ -183,7 +176,7 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
         es = build_eval_set(job, mode, config, tokenizer, max_length, data_source)
         inputs = _cache_inputs(model_id, job, mode, es, config, max_length, dtype)
         cache_key = content_hash(inputs, length=16)
-        marker = storage.join(out_dir, "records", f"{job_id}.json")
+        marker = out.record(job_id)
         cached = _read_marker(marker)
         if cached is not None and cached.extra.get("cache_key") == cache_key:
             records.append(cached)
@@ -199,7 +192,7 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
         seconds = time.perf_counter() - started
         if len(scored.scores) == 0:
             raise ValueError(f"{job_id}: the eval set has no examples to score")
-        predictions = storage.join(out_dir, "predictions", f"{job_id}.jsonl")
+        predictions = out.predictions(job_id)
         storage.atomic_write_jsonl(predictions, scored.records)
         extra = {"cache_key": cache_key, "cache_inputs": inputs, "model_key": model_key,
                  "path_or_id": model.path_or_id, "revision": model.revision, "data_source": data_source,
@@ -207,9 +200,9 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
                  "seconds": round(seconds, 3), "examples_per_s": round(len(scored.scores) / max(seconds, 1e-9), 2)}
         record = _make_record(model, job, job_id, mode, es, scored, config, predictions, extra)
         storage.atomic_write_json(marker, record.to_dict())  # the marker: written last
-        _rewrite_results(out_dir, model_key)
+        _rewrite_results(out, model_key)
         records.append(record)
         if on_record:
             on_record(record, False)
-    _rewrite_results(out_dir, model_key)
+    _rewrite_results(out, model_key)
     return records

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from ptft.core import storage
 from ptft.core.layout import GridLayout
-from ptft.grid.ledger import read_state
+from ptft.grid.ledger import check_plan_version, read_state
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Plan
 from ray_jobs.wandb_runs import settings_for
@@ -75,12 +75,10 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
     resolver = resolver or RevisionResolver()
     report = GridReport()
     check_checkpoints(plan, resolver)
-    storage.makedirs(layout.root)
-    storage.atomic_write_json(layout.plan_file, {
-        "name": spec.name, "cells": [c.to_json() for c in plan.cells], "trials": [t.to_json() for t in plan.trials],
-        "eval_jobs": [j.to_json() for j in plan.eval_jobs],
-    })
+    check_plan_version(layout)
     wandb_settings = settings_for(spec, layout.root)
+    storage.makedirs(layout.root)
+    storage.atomic_write_json(layout.plan_file, plan.to_json())
     connect_ray()
 
     # Train: every trial without a COMPLETED marker (started ones resume from their checkpoints).
@@ -103,7 +101,7 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
 
     # Evaluate: base checkpoints once, then the winners (or every trial).
     state = read_state(plan, layout)
-    work = pending_work(plan, state, layout, resolver)
+    work = pending_work(plan, state, layout, resolver, wandb_settings)
     report.eval_models_run = len(work)
     report.eval_jobs_run = sum(len(w.jobs) for w in work)
     done_jobs = sum(1 for s in state.evals.values() if s == "done")
@@ -111,9 +109,9 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
          f"on {len(work)} models")
     start = time.perf_counter()
     if work:
-        summaries = run_evals(plan, work, layout, wandb_settings, on_done=lambda s: _log(
-            f"evaluated {s['key']}: {s['records']} records in {s['seconds']:.1f}s"))
-        report.eval_seconds = {s["key"]: s["seconds"] for s in summaries}
+        summaries = run_evals(plan, work, on_done=lambda s: _log(
+            f"evaluated {s.key}: {s.records} records in {s.seconds:.1f}s"))
+        report.eval_seconds = {s.key: s.seconds for s in summaries}
     report.seconds["eval"] = time.perf_counter() - start
 
     # Analyze: the matrices from every result record under storage.
@@ -125,18 +123,21 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
 
 def analyze(plan: Plan, layout: GridLayout, wandb_settings) -> str | None:
     """Write the matrices and report under `<storage>/analysis` and log a W&B summary run."""
-    from evals.analysis.command import analyze_main
+    from evals.analysis.pipeline import AnalyzeConfig, WandbOptions, run_analysis
     from ray_jobs.wandb_runs import run_id
 
-    argv = ["--storage", layout.root, "--out", layout.analysis_dir, "--title", f"ptft grid {plan.spec.name}"]
-    if wandb_settings is not None and wandb_settings.mode != "disabled":
-        argv += ["--wandb-project", wandb_settings.project, "--wandb-mode", wandb_settings.mode,
-                 "--wandb-dir", wandb_settings.dir, "--wandb-run-id", run_id("analysis", plan.spec.name),
-                 "--wandb-group", "analysis"]
-        if wandb_settings.entity:
-            argv += ["--wandb-entity", wandb_settings.entity]
-    status = analyze_main(argv)
-    if status != 0:
-        _log(f"analysis skipped (status {status}): see the message above")
+    wandb = WandbOptions()
+    if wandb_settings is not None and wandb_settings.enabled:
+        wandb = WandbOptions(project=wandb_settings.project, entity=wandb_settings.entity,
+                             mode=wandb_settings.mode, dir=wandb_settings.dir,
+                             run_id=run_id("analysis", plan.spec.name), group="analysis")
+    config = AnalyzeConfig(storage=layout.root, out=layout.analysis_dir, title=f"ptft grid {plan.spec.name}",
+                           wandb=wandb)
+    try:
+        outcome = run_analysis(config)
+    except (ValueError, FileNotFoundError) as error:  # nothing to analyze yet, duplicates, W&B mode
+        _log(f"analysis skipped: {error}")
         return None
+    _log(f"analysis: {outcome.records} records; report {outcome.report}"
+         + (f"; W&B run {outcome.wandb_run_dir}" if outcome.wandb_run_dir else ""))
     return layout.analysis_dir

@@ -21,10 +21,8 @@ import torch.distributed as dist
 
 import ptft
 from ptft.core import storage
+from ptft.core.layout import TrainOutput
 
-COMPLETED = "COMPLETED"
-MANIFEST = "manifest.json"
-MODEL_DIR = "model"
 _TAG_PREFIX = "step_"
 
 
@@ -96,10 +94,10 @@ def export_model(engine: Any, tokenizer: Any, output_dir: str, zero_stage: int) 
                 module.save_pretrained(local, safe_serialization=True)
                 tokenizer.save_pretrained(local)
         if rank == 0:
-            publish_dir(local, storage.join(output_dir, MODEL_DIR))
+            publish_dir(local, TrainOutput(output_dir).model)
     if dist.is_initialized():
         dist.barrier()
-    return storage.join(output_dir, MODEL_DIR) if rank == 0 else None
+    return TrainOutput(output_dir).model if rank == 0 else None
 
 
 def publish_dir(local_dir: str, dest: str) -> None:
@@ -121,15 +119,17 @@ def publish_dir(local_dir: str, dest: str) -> None:
 
 def read_completed(output_dir: str) -> dict[str, Any] | None:
     """The stored manifest when `output_dir` has a COMPLETED marker, else None."""
-    if not storage.exists(storage.join(output_dir, COMPLETED)):
+    out = TrainOutput(output_dir)
+    if not storage.exists(out.completed):
         return None
-    return storage.read_json(storage.join(output_dir, MANIFEST))
+    return storage.read_json(out.manifest)
 
 
 def write_manifest_and_marker(output_dir: str, manifest: dict[str, Any]) -> None:
     """Manifest first, marker last: a crash in between leaves a run that is not done."""
-    storage.atomic_write_json(storage.join(output_dir, MANIFEST), manifest)
-    storage.atomic_write_json(storage.join(output_dir, COMPLETED), {"trial_id": manifest.get("trial_id")})
+    out = TrainOutput(output_dir)
+    storage.atomic_write_json(out.manifest, manifest)
+    storage.atomic_write_json(out.completed, {"trial_id": manifest.get("trial_id")})
 
 
 def code_version() -> str:

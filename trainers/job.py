@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from ptft.core import storage
+from ptft.core.layout import TrainOutput
 from trainers.config import TrainConfig
 
 
@@ -87,7 +88,7 @@ def default_checkpoint_dir(job: TrainJob) -> str:
     writes checkpoints with plain file I/O)."""
     if storage.is_remote(job.output_dir):
         return os.path.join(tempfile.gettempdir(), "ptft-checkpoints", job.trial_id)
-    return os.path.join(job.output_dir, "checkpoints")
+    return TrainOutput(job.output_dir).local_checkpoints()
 
 
 

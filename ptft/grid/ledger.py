@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ptft.core import storage
 from ptft.core.layout import GridLayout, base_model_key, trial_model_key
-from ptft.study.plan import EvalJob, Plan
+from ptft.study.plan import PLAN_VERSION, Plan, PlannedEval
 
 
 @dataclass
@@ -31,7 +31,7 @@ class GridState:
             s == "selected" for s in self.cells.values())
 
 
-def eval_model_key(job: EvalJob, winners: dict[str, str]) -> str | None:
+def eval_model_key(job: PlannedEval, winners: dict[str, str]) -> str | None:
     """The folder of the model a job evaluates; None while a winner is not chosen yet."""
     if job.model_kind == "base":
         return base_model_key(job.checkpoint)
@@ -41,13 +41,29 @@ def eval_model_key(job: EvalJob, winners: dict[str, str]) -> str | None:
     return trial_model_key(winner) if winner else None
 
 
+class StorageVersionError(ValueError):
+    """The storage holds a grid planned by another plan version: its ids mean something else."""
+
+
+def check_plan_version(layout: GridLayout) -> None:
+    """Refuse a storage written under another `PLAN_VERSION` rather than mix its results with new ones."""
+    if not storage.exists(layout.plan_file):
+        return
+    found = storage.read_json(layout.plan_file).get("plan_version", 1)
+    if found != PLAN_VERSION:
+        raise StorageVersionError(
+            f"storage {layout.root} holds a grid of plan version {found}; this ptft plans version "
+            f"{PLAN_VERSION}, whose ids differ. Use a new storage folder (or delete this one).")
+
+
 def read_state(plan: Plan, layout: GridLayout) -> GridState:
     state = GridState()
     started = set(storage.list_dir(layout.train_root))
     for trial in plan.trials:
-        if storage.exists(layout.trial(trial.trial_id).completed):
+        out = layout.trial(trial.trial_id)
+        if storage.exists(out.completed):
             state.trials[trial.trial_id] = "done"
-        elif storage.exists(layout.trial(trial.trial_id).early_stopped):
+        elif storage.exists(out.early_stopped):
             state.trials[trial.trial_id] = "early_stopped"
         elif trial.trial_id in started:
             state.trials[trial.trial_id] = "started"

@@ -14,20 +14,17 @@ from ptft.core.layout import GridLayout
 from ptft.study.plan import Cell, Plan
 
 
-def curve_file(layout: GridLayout, trial_id: str) -> str:
-    return storage.join(layout.trial(trial_id).root, "curve.json")
-
-
 def read_curve(layout: GridLayout, trial_id: str) -> list[dict[str, Any]]:
-    path = curve_file(layout, trial_id)
+    path = layout.trial(trial_id).curve
     return storage.read_json(path) if storage.exists(path) else []
 
 
 def _final_metrics(layout: GridLayout, trial_id: str) -> tuple[str, dict[str, Any]] | None:
-    if storage.exists(layout.trial(trial_id).completed):
-        return "completed", storage.read_json(layout.trial(trial_id).manifest)
-    if storage.exists(layout.trial(trial_id).early_stopped):
-        return "early_stopped", storage.read_json(layout.trial(trial_id).early_stopped)
+    out = layout.trial(trial_id)
+    if storage.exists(out.completed):
+        return "completed", storage.read_json(out.manifest)
+    if storage.exists(out.early_stopped):
+        return "early_stopped", storage.read_json(out.early_stopped)
     return None
 
 

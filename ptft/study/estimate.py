@@ -111,9 +111,9 @@ def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: f
 
     eval_tokens = 0
     limit = spec.eval.limit
-    for job in plan.eval_jobs:
-        task = tasks.get_task(job.eval_dataset)
-        examples = min(_eval_rows(task, job.mode), limit) if limit else _eval_rows(task, job.mode)
+    for job in (planned.job for planned in plan.eval_jobs):
+        task = tasks.get_task(job.dataset)
+        examples = min(_eval_rows(task, job.mode or spec.eval.mode), limit) if limit else _eval_rows(task, job.mode or spec.eval.mode)
         context = min(task.tokens_per_example * (job.shots + 1), spec.eval.max_length)
         generated = spec.eval.max_new_tokens if task.task_type in GENERATION_TYPES else 0
         eval_tokens += examples * (context + generated)

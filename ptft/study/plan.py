@@ -15,12 +15,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+
+from evals.jobs import EvalJob
+from ptft.core.identity import identity_of
 from ptft.core.ids import content_hash
 from ptft.study.checkpoints import CheckpointRef
 from ptft.study.spec import ExperimentSpec
+from trainers.config import TrainConfig
 
 # Bump when the meaning of an id's fields changes, so old results are never mistaken for new ones.
-PLAN_VERSION = 1
+# 2: identity read from the fields' own declarations (`ptft.core.identity`); trial ids hash the cell,
+#    the lr and every defining TrainConfig field (MFU peak, val cadence, padding multiple and ZeRO
+#    stage no longer move them); eval-job ids ignore the device.
+PLAN_VERSION = 2
 
 
 def _template_version(dataset: str, fmt: str, mode: str) -> str:
@@ -46,40 +54,55 @@ class Cell:
         return out
 
 
-@dataclass(frozen=True)
-class Trial:
+class Trial(BaseModel):
+    """A cell at one learning rate: everything its training job needs, as the spec names it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     trial_id: str
     cell_id: str
     lr: float
-    checkpoint: str
+    checkpoint: CheckpointRef
     train_dataset: str
     train_format: str
-    epochs: int
+    data_mode: Literal["faithful", "fixed"]
+    config: TrainConfig  # epochs included (a dataset may override them)
+
+    @property
+    def epochs(self) -> int:
+        return self.config.epochs
 
     @property
     def name(self) -> str:
         """Readable, unique name for Tune trials, folders and W&B runs."""
-        return f"{self.train_dataset}-{self.train_format}-ckpt{self.checkpoint}-lr{self.lr:g}-{self.trial_id}"
+        return (f"{self.train_dataset}-{self.train_format}-ckpt{self.checkpoint.label}-lr{self.lr:g}-"
+                f"{self.trial_id}")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"name": self.name}
+        return self.model_dump(mode="json") | {"checkpoint": self.checkpoint.label, "name": self.name}
 
 
 @dataclass(frozen=True)
-class EvalJob:
-    job_id: str
+class PlannedEval:
+    """One eval job of the plan and the model it scores: a base checkpoint, a cell's winner, or a trial."""
+
+    job: EvalJob  # dataset, format, shots, mode and the job id
     model: str  # "base:<checkpoint>", "winner:<cell_id>" or "trial:<trial_id>"
     model_kind: Literal["base", "finetuned"]
-    checkpoint: str
+    checkpoint: str  # the checkpoint's label
     cell_id: str | None
     trial_id: str | None
-    eval_dataset: str
-    eval_format: str
-    shots: int
-    mode: str
+
+    @property
+    def job_id(self) -> str:
+        assert self.job.job_id is not None
+        return self.job.job_id
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"job_id": self.job_id, "model": self.model, "model_kind": self.model_kind,
+                "checkpoint": self.checkpoint, "cell_id": self.cell_id, "trial_id": self.trial_id,
+                "eval_dataset": self.job.dataset, "eval_format": self.job.fmt, "shots": self.job.shots,
+                "mode": self.job.mode}
 
 
 @dataclass
@@ -87,46 +110,53 @@ class Plan:
     spec: ExperimentSpec
     cells: list[Cell]
     trials: list[Trial]
-    eval_jobs: list[EvalJob]
+    eval_jobs: list[PlannedEval]
     skipped_eval_pairs: list[tuple[str, str]] = field(default_factory=list)
+
+    def cell(self, cell_id: str) -> Cell:
+        return next(c for c in self.cells if c.cell_id == cell_id)
 
     def trials_of(self, cell_id: str) -> list[Trial]:
         return [t for t in self.trials if t.cell_id == cell_id]
 
-    def eval_models(self) -> dict[str, list[EvalJob]]:
+    def eval_models(self) -> dict[str, list[PlannedEval]]:
         """Eval jobs grouped by model: each model is loaded once for all its jobs."""
-        grouped: dict[str, list[EvalJob]] = {}
+        grouped: dict[str, list[PlannedEval]] = {}
         for job in self.eval_jobs:
             grouped.setdefault(job.model, []).append(job)
         return grouped
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plan_version": PLAN_VERSION, "name": self.spec.name, "cells": [c.to_json() for c in self.cells],
+                "trials": [t.to_json() for t in self.trials], "eval_jobs": [j.to_json() for j in self.eval_jobs]}
 
 
 def build_plan(spec: ExperimentSpec) -> Plan:
     """Expand a validated spec into cells, trials and eval jobs."""
     train, evals = spec.train, spec.eval
-    train_fields = train.train_config().model_dump(exclude={"epochs", "seed", "max_steps", "log_every",
-                                                            "checkpoint_every"})
     cells: list[Cell] = []
     trials: list[Trial] = []
     for ref in spec.model.checkpoint_refs():
         for entry in train.datasets:
-            epochs = train.epochs_for(entry)
+            config = train.train_config(epochs=train.epochs_for(entry))
             lrs = tuple(train.lrs_for(entry))
             for fmt in train.formats_for(entry):
                 cell_id = content_hash({
                     "v": PLAN_VERSION, "model": spec.model.id, "checkpoint": ref.identity(),
                     "dataset": entry.name, "format": fmt, "data_mode": train.mode,
-                    "data_source": spec.data.source, "epochs": epochs, "seed": train.seed,
+                    "data_source": spec.data.source, "epochs": config.epochs, "seed": config.seed,
                     "template": _template_version(entry.name, fmt, train.mode),
                 })
-                cells.append(Cell(cell_id, ref, entry.name, fmt, epochs, lrs))
+                cells.append(Cell(cell_id, ref, entry.name, fmt, config.epochs, lrs))
                 for lr in lrs:
                     trial_id = content_hash({"v": PLAN_VERSION, "cell": cell_id, "lr": lr,
-                                             "hparams": train_fields, "max_steps": train.max_steps})
-                    trials.append(Trial(trial_id, cell_id, lr, ref.label, entry.name, fmt, epochs))
+                                             "train": identity_of(config)})
+                    trials.append(Trial(trial_id=trial_id, cell_id=cell_id, lr=lr, checkpoint=ref,
+                                        train_dataset=entry.name, train_format=fmt, data_mode=train.mode,
+                                        config=config))
 
     pairs, skipped = evals.combinations()
-    settings = evals.eval_config().model_dump(exclude={"batch_size"})  # batch size never changes scores
+    settings = identity_of(evals.eval_config())
     models: list[tuple[str, dict[str, Any], str, str, str | None, str | None]] = []
     if evals.base:
         for ref in spec.model.checkpoint_refs():
@@ -144,7 +174,7 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                 models.append((f"trial:{t.trial_id}", {"trial": t.trial_id}, "finetuned",
                                cell.checkpoint.label, cell.cell_id, t.trial_id))
 
-    jobs: list[EvalJob] = []
+    jobs: list[PlannedEval] = []
     for model, ident, kind, checkpoint, cell_id, trial_id in models:
         for dataset, fmt in pairs:
             template = _template_version(dataset, fmt, evals.mode)
@@ -152,6 +182,6 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                 job_id = content_hash({"v": PLAN_VERSION, "model": ident, "dataset": dataset, "format": fmt,
                                        "shots": shots, "settings": settings, "data_source": spec.data.source,
                                        "template": template})
-                jobs.append(EvalJob(job_id, model, kind, checkpoint, cell_id, trial_id, dataset, fmt,
-                                    shots, evals.mode))
+                job = EvalJob(dataset=dataset, fmt=fmt, shots=shots, mode=evals.mode, job_id=job_id)
+                jobs.append(PlannedEval(job, model, kind, checkpoint, cell_id, trial_id))
     return Plan(spec, cells, trials, jobs, skipped)

@@ -28,7 +28,7 @@ JOBS = [
 @pytest.fixture(scope="module")
 def first_run(tiny_model_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("eval-out"))
-    model = ModelRef(tiny_model_dir, checkpoint="tiny", checkpoint_step=10)
+    model = ModelRef.of(tiny_model_dir, checkpoint="tiny", checkpoint_step=10)
     records = runner.evaluate_model(model, JOBS, CONFIG, out, data_source="mini", progress=False)
     return model, out, records
 
@@ -92,7 +92,7 @@ def test_changed_template_checksum_recomputes(first_run, tmp_path, monkeypatch):
 
 
 def test_finetuned_identity_in_records(tiny_model_dir, tmp_path):
-    model = ModelRef(tiny_model_dir, model_kind="finetuned", checkpoint="1000", checkpoint_step=1000,
+    model = ModelRef.of(tiny_model_dir, model_kind="finetuned", checkpoint="1000", checkpoint_step=1000,
                      train_dataset="mnli", train_format="default", lr=2e-6, trial_id="t1", epochs=3)
     [record] = runner.evaluate_model(model, [EvalJob("rte", "default", 0)], CONFIG.model_copy(
         update={"limit": 3}), str(tmp_path), data_source="mini", progress=False)
@@ -137,7 +137,7 @@ def test_model_in_object_storage_is_copied_once_and_scored(tiny_model_dir, tmp_p
     real_download = storage.download_dir
     monkeypatch.setattr(storage, "download_dir",
                         lambda uri, *rest: (downloads.append(uri), real_download(uri, *rest)))
-    model = ModelRef(f"file://{remote_dir}", model_kind="finetuned", train_dataset="mnli", lr=1e-5, trial_id="t9")
+    model = ModelRef.of(f"file://{remote_dir}", model_kind="finetuned", train_dataset="mnli", lr=1e-5, trial_id="t9")
     config = CONFIG.model_copy(update={"limit": 3})
     [first] = runner.evaluate_model(model, [EvalJob("rte", "default", 0)], config, str(tmp_path / "out1"),
                                     data_source="mini", progress=False)

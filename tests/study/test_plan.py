@@ -32,7 +32,7 @@ def test_paper_plan_counts(paper_raw):
     # every model gets the same job list; io only where the dataset has it
     sizes = {len(jobs) for jobs in models.values()}
     assert len(sizes) == 1
-    assert all(j.shots == 4 and j.mode == "faithful" for j in plan.eval_jobs)
+    assert all(j.job.shots == 4 and j.job.mode == "faithful" for j in plan.eval_jobs)
     assert len({j.job_id for j in plan.eval_jobs}) == len(plan.eval_jobs)
     assert len({c.cell_id for c in plan.cells}) == 40
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from trainers.checkpointing import COMPLETED, MANIFEST
+from ptft.core.layout import TrainOutput
 from trainers.config import TrainConfig
 from trainers.sft import TrainJob
 
@@ -31,7 +31,7 @@ def _weights(output_dir: str) -> dict[str, torch.Tensor]:
 
 
 def _manifest(output_dir: str) -> dict:
-    with open(os.path.join(output_dir, MANIFEST)) as f:
+    with open(TrainOutput(output_dir).manifest) as f:
         return json.load(f)
 
 
@@ -48,7 +48,7 @@ def test_zero2_and_zero3_on_two_torchrun_workers_agree(tiny_model_dir, tmp_path)
             capture_output=True, text=True, timeout=240, env=env,
         )
         assert proc.returncode == 0, proc.stderr[-4000:]
-        assert os.path.exists(os.path.join(job.output_dir, COMPLETED))
+        assert os.path.exists(TrainOutput(job.output_dir).completed)
         checkpoints = os.path.join(job.output_dir, "checkpoints")
         tag = open(os.path.join(checkpoints, "latest")).read().strip()
         shards = os.listdir(os.path.join(checkpoints, tag))
@@ -89,16 +89,16 @@ def local_ray():
 
 
 def test_ray_train_adapter_two_workers_checkpoint_and_resume(local_ray, tiny_model_dir, tmp_path):
-    from ray.train import RunConfig
+    from ptft.study.spec import ResourcesSpec
+    from ray_jobs.train_trials import TrialRun, torch_trainer
 
-    from trainers.ray_adapter import torch_trainer
-
+    # The grid's own builder and worker loop, without the grid's bookkeeping (curve, W&B).
+    resources = ResourcesSpec(workers_per_trial=2, gpus_per_worker=0, cpus_per_worker=0.9, max_failures=0)
     job = _job(tiny_model_dir, str(tmp_path / "ray"), zero_stage=2)
-    trainer = torch_trainer(job, num_workers=2, use_gpu=False, resources_per_worker={"CPU": 0.9},
-                            run_config=RunConfig(name="ptft-adapter", storage_path=str(tmp_path / "storage")))
-    result = trainer.fit()
+    run = TrialRun(job=job, resources=resources, train_root=str(tmp_path / "storage"))
+    result = torch_trainer(run).fit()
     assert result.error is None
-    assert os.path.exists(os.path.join(job.output_dir, COMPLETED))
+    assert os.path.exists(TrainOutput(job.output_dir).completed)
     manifest = _manifest(job.output_dir)
     assert manifest["world_size"] == 2
     assert result.metrics["step"] == manifest["steps"]["total"] and "val_loss" in result.metrics
@@ -110,8 +110,7 @@ def test_ray_train_adapter_two_workers_checkpoint_and_resume(local_ray, tiny_mod
     # Re-creating the run (same name + storage, as Tuner.restore does) resumes from the merged
     # checkpoint: its final step is done, so it only exports, the same weights and val_loss.
     again = job.model_copy(update={"output_dir": str(tmp_path / "ray-resumed")})
-    torch_trainer(again, num_workers=2, use_gpu=False, resources_per_worker={"CPU": 0.9},
-                  run_config=RunConfig(name="ptft-adapter", storage_path=str(tmp_path / "storage"))).fit()
+    torch_trainer(run.model_copy(update={"job": again})).fit()
     assert _manifest(again.output_dir)["val_loss"] == manifest["val_loss"]
     a, b = _weights(job.output_dir), _weights(again.output_dir)
     for name in a:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from trainers.checkpointing import COMPLETED, MANIFEST
+from ptft.core.layout import TrainOutput
 from trainers.config import TrainConfig
 from trainers.sft import LocalReporter, TrainJob, train_worker
 
@@ -71,7 +71,7 @@ def test_resume_mid_epoch_matches_uninterrupted(uninterrupted, tmp_path):
     job = straight_job.model_copy(update={"output_dir": str(tmp_path / "resumed")})
     with pytest.raises(Interrupt):
         train_worker(job, InterruptingReporter(job, at=3))
-    assert not os.path.exists(os.path.join(job.output_dir, COMPLETED))
+    assert not os.path.exists(TrainOutput(job.output_dir).completed)
     resumed = LocalReporter(job)
     train_worker(job, resumed)
 
@@ -105,7 +105,7 @@ def test_export_loads_generates_and_has_a_manifest(uninterrupted):
 
     import json
 
-    manifest = json.loads(open(os.path.join(job.output_dir, MANIFEST)).read())
+    manifest = json.loads(open(TrainOutput(job.output_dir).manifest).read())
     assert manifest["trial_id"] == "trial" and manifest["cell_id"] == "cell" and manifest["lr"] == 1e-3
     assert manifest["val_loss"] == reporter.history[-1]["val_loss"]
     assert manifest["data"]["checksum"] and manifest["data"]["template_version"]
@@ -114,7 +114,7 @@ def test_export_loads_generates_and_has_a_manifest(uninterrupted):
     assert manifest["tokens"]["real"] == manifest["data"]["train"]["tokens"] * 2  # two epochs, ws 1
     assert manifest["code_version"].startswith("0.1.0")
     assert manifest["metrics"]["mfu"] is None and manifest["metrics"]["tokens_per_s"] > 0
-    assert os.path.exists(os.path.join(job.output_dir, COMPLETED))
+    assert os.path.exists(TrainOutput(job.output_dir).completed)
 
 
 def test_completed_run_returns_the_stored_manifest(uninterrupted):
