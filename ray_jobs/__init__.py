@@ -1,1 +1,3 @@
-"""Entry points for `ray job submit`: the grid, eval fan-out, the ledger, W&B wiring."""
+"""Ray wiring: the Tune experiment and its Train workers, the eval fan-out, W&B runs, `ray job submit`."""
+
+PTFT_PACKAGE = True  # ptft.core.packages checks this

@@ -6,16 +6,30 @@
     log_to_wandb(analysis, "my-project")     # offline unless WANDB_API_KEY is set
 
 The study's published tables come in through `import_study_table`; a ptft grid through `read_grid_records`.
+
+Modules, each importing only from those listed before it (no cycles):
+    frame         records -> frame, duplicate check, checkpoint order, grid reading (bottom)
+    taskinfo      the analysis's questions to the task registry (ptft.tasks)
+    study_import  the study's published tables -> records
+    tables        the `Analysis` value type (frame)
+    matrices      transfer / forgetting / format-sensitivity / curve tables (frame, taskinfo)
+    groups        group averages and slopes (frame, taskinfo)
+    compute       `analyze` (frame, tables, matrices, groups)
+    plots, report figures and report.html of an `Analysis` (tables)
+    outputs       `write_outputs` (tables, plots, report)
+    wandb_log     `log_to_wandb` (tables, plots)
 """
 
-from evals.analysis.core import Analysis, analyze, write_outputs
+from evals.analysis.compute import analyze
 from evals.analysis.frame import MAIN_STEP, DuplicateRecordError, check_duplicates, read_grid_records
 from evals.analysis.groups import GROUPS
+from evals.analysis.outputs import write_outputs
 from evals.analysis.study_import import ImportReport, import_study_table, parse_eval_name, parse_model_id
+from evals.analysis.tables import CHANCE_MARGIN, Analysis
 from evals.analysis.wandb_log import log_to_wandb
 
 __all__ = [
-    "GROUPS", "MAIN_STEP", "Analysis", "DuplicateRecordError", "ImportReport", "analyze", "check_duplicates",
-    "import_study_table", "log_to_wandb", "parse_eval_name", "parse_model_id", "read_grid_records",
-    "write_outputs",
+    "CHANCE_MARGIN", "GROUPS", "MAIN_STEP", "Analysis", "DuplicateRecordError", "ImportReport", "analyze",
+    "check_duplicates", "import_study_table", "log_to_wandb", "parse_eval_name", "parse_model_id",
+    "read_grid_records", "write_outputs",
 ]

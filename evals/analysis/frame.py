@@ -12,6 +12,7 @@ import pandas as pd
 
 from evals.results import ResultRecord, read_records
 from ptft.core import storage
+from ptft.core.layout import GridLayout
 
 MAIN_STEP = 750_000  # where the study's plots put the final model ("main", step unknown)
 
@@ -69,17 +70,15 @@ def records_frame(records: Sequence[ResultRecord], main_step: int = MAIN_STEP) -
 
 
 def read_grid_records(storage_path: str) -> tuple[list[ResultRecord], list[str]]:
-    """Read every `<storage_path>/evals/*/results.jsonl` (one file per evaluated model).
+    """Read every model's results table under a grid's storage (`GridLayout(...).eval_outputs()`).
 
     Returns the records and the list of files read; a model folder without a results file is skipped
     (its eval may still be running), and the caller reports how many were read.
     """
-    evals_dir = storage.join(storage_path, "evals")
     records: list[ResultRecord] = []
     files: list[str] = []
-    for name in storage.list_dir(evals_dir):
-        path = storage.join(evals_dir, name, "results.jsonl")
-        if storage.exists(path):
-            records.extend(read_records(path))
-            files.append(path)
+    for output in GridLayout(storage_path).eval_outputs():
+        if storage.exists(output.results):
+            records.extend(read_records(output.results))
+            files.append(output.results)
     return records, files

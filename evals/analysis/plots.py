@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -18,8 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-if TYPE_CHECKING:
-    from evals.analysis.core import Analysis
+from evals.analysis.tables import Analysis  # noqa: E402
 
 
 def slug(*parts: object) -> str:

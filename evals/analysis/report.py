@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from evals.analysis.core import Analysis
+from evals.analysis.tables import Analysis
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}

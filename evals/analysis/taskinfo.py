@@ -1,47 +1,51 @@
-"""What the analysis needs to know about datasets: in-domain eval sets, chance levels, label artifacts."""
+"""The analysis's questions to the task registry, and its rules for what the registry does not settle.
+
+The facts (a training set's in-domain eval sets, chance levels, hidden faithful-mode labels) live on
+`ptft.tasks.TaskSpec`. What is decided here: records may name datasets the registry does not know (the
+study's published tables, custom sets), which then count as in-domain only for their own name and are
+never flagged; what "at chance" means; and which sources carry the faithful-mode label artifact.
+"""
 
 from __future__ import annotations
 
 import math
 
-# A training set's own eval sets. Everything else is off-task (cross-domain or cross-task), which is
-# where forgetting is read. tulu is instruction tuning: no eval set is in-domain for it.
-IN_DOMAIN: dict[str, frozenset[str]] = {
-    "mnli": frozenset({"mnli_matched", "mnli_mismatched"}),
-    "paws": frozenset({"paws"}),
-    "socialiqa": frozenset({"socialiqa"}),
-    "xsum": frozenset({"xsum"}),
-    "tulu": frozenset(),
-}
+from ptft import tasks
 
-# QQP/STS-B test labels are hidden, so the study's faithful pipeline scores against all-"no" golds
-# (STUDY §1.1). The official multiple-choice table came from another harness with labelled splits
-# (its QQP accuracy sits near 0.5), so the artifact is not flagged there.
-LABEL_ARTIFACT_DATASETS = frozenset({"qqp", "stsb"})
+# The official multiple-choice table came from another harness with labelled splits (its QQP
+# accuracy sits near 0.5), so the hidden-label artifact is not flagged there.
 _ARTIFACT_FREE_SOURCES = frozenset({"study_official"})
 
 
+def _spec(name: object) -> tasks.TaskSpec | None:
+    """The registry entry of `name`, or None for a name it does not know (or a missing name)."""
+    if not isinstance(name, str):
+        return None
+    try:
+        return tasks.get_task(name)
+    except tasks.UnknownTaskError:
+        return None
+
+
 def in_domain(train_dataset: str, eval_dataset: str) -> bool:
-    """Is `eval_dataset` one of `train_dataset`'s own eval sets? Unknown training sets: same name only."""
-    own = IN_DOMAIN.get(train_dataset)
-    if own is None:
+    """Is `eval_dataset` one of `train_dataset`'s own eval sets (`ptft.tasks.in_domain`)?
+
+    A training set the registry does not know (or knows only as an eval set): the same name only.
+    """
+    if _spec(train_dataset) is None:
         return eval_dataset == train_dataset
-    return eval_dataset in own
+    try:
+        return eval_dataset in tasks.in_domain(train_dataset)
+    except ValueError:  # an eval-only dataset
+        return eval_dataset == train_dataset
 
 
 def chance_level(eval_dataset: str) -> float | None:
-    """`tasks.get_task(name).chance_level`, or None when the registry is absent or does not know the name."""
-    try:
-        from ptft.tasks import get_task  # the registry may not be installed yet; then nothing is flagged
-    except ImportError:
+    """`get_task(name).chance_level`, or None when the registry does not know the name or has no level."""
+    spec = _spec(eval_dataset)
+    if spec is None or spec.chance_level is None:
         return None
-    try:
-        level = get_task(eval_dataset).chance_level
-    except Exception:  # unknown name (UnknownTaskError is a KeyError) or a half-built registry
-        return None
-    if level is None:
-        return None
-    level = float(level)
+    level = float(spec.chance_level)
     return None if math.isnan(level) else level
 
 
@@ -53,5 +57,8 @@ def at_chance(base: float | None, chance: float | None, margin: float) -> bool:
 
 
 def label_artifact(eval_dataset: str, mode: str, source: str) -> bool:
-    """Is this cell the known QQP/STS-B all-"no" label artifact of the faithful pipeline?"""
-    return mode == "faithful" and eval_dataset in LABEL_ARTIFACT_DATASETS and source not in _ARTIFACT_FREE_SOURCES
+    """Is this cell the faithful pipeline's hidden-label artifact (QQP/STS-B scored against all-"no" golds)?"""
+    if mode != "faithful" or source in _ARTIFACT_FREE_SOURCES:
+        return False
+    spec = _spec(eval_dataset)
+    return spec is not None and spec.faithful_hidden_labels

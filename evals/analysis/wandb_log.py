@@ -9,14 +9,13 @@ from __future__ import annotations
 import io
 import math
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
+from evals.analysis import plots
+from evals.analysis.tables import Analysis
 from ptft.core.wandb_settings import resolve_mode
-
-if TYPE_CHECKING:
-    from evals.analysis.core import Analysis
 
 HEATMAP_SPEC = "wandb/heatmap/v1"  # the custom Vega spec id; plot_table binds it to the table's columns
 
@@ -42,8 +41,6 @@ def to_wandb_table(frame: pd.DataFrame):
 
 
 def _heatmap_frame(sub: pd.DataFrame, value: str) -> pd.DataFrame:
-    from evals.analysis import plots
-
     return pd.DataFrame({"train": plots.train_labels(sub).to_numpy(), "eval": plots.eval_labels(sub).to_numpy(),
                          value: sub[value].to_numpy()})
 
@@ -74,8 +71,6 @@ def log_to_wandb(analysis: Analysis, project: str, entity: str | None = None, mo
     """
     import wandb
     from PIL import Image
-
-    from evals.analysis import plots  # matplotlib only when logging
 
     mode = resolve_mode(mode)
     if dir is not None:

@@ -1,15 +1,16 @@
 """The vocabulary trainers and evaluators share: datasets, formats, k-shot sets (STUDY.md §1, §2, §5).
 
-    from ptft.tasks import get_task, training_set, eval_set
+    from ptft.tasks import get_task, in_domain, training_set, eval_set
     train = training_set("mnli", "default", source="mini")
     evals = eval_set("mnli_matched", "instruct", "fixed", shots=4, source="mini")
+    in_domain("mnli")  # ("mnli_matched", "mnli_mismatched"): the eval sets that are mnli's own task
 """
 
 from ptft.tasks.errors import DataError, UnknownTaskError
 from ptft.tasks.formats.render import join_space, token_boundary
 from ptft.tasks.formats.templates import template_version
 from ptft.tasks.loading import load_rows, load_split
-from ptft.tasks.registry import get_task, list_tasks
+from ptft.tasks.registry import get_task, in_domain, list_tasks
 from ptft.tasks.sets import eval_set, training_set
 from ptft.tasks.types import (
     FORMATS,
@@ -25,6 +26,6 @@ from ptft.tasks.types import (
 
 __all__ = [
     "FORMATS", "MODES", "TASK_TYPES", "DataError", "EvalExample", "EvalSet", "Rendered", "RenderedSet",
-    "Segment", "TaskSpec", "UnknownTaskError", "eval_set", "get_task", "list_tasks", "load_rows",
+    "Segment", "TaskSpec", "UnknownTaskError", "eval_set", "get_task", "in_domain", "list_tasks", "load_rows",
     "join_space", "load_split", "template_version", "token_boundary", "training_set",
 ]

@@ -56,17 +56,18 @@ def _entries() -> list[TaskSpec]:
         TaskSpec(name="xsum", hub_id="EdinburghNLP/xsum", hub_config=None, train_split="train",
                  eval_split={"faithful": "test", "fixed": "test"}, fewshot_split="train",
                  columns={"document": "document", "target": "summary"}, faithful_formats=_ALL,
-                 eval_size=11334, tokens_per_example=600, single_line_target=True,
+                 eval_size=11334, tokens_per_example=600, single_line_target=True, in_domain_evals=("xsum",),
                  split_sizes={"train": 204045, "validation": 11332, "test": 11334}, **_SUMM, **_SFT_SUBSET),
         TaskSpec(name="xlsum", hub_id="csebuetnlp/xlsum", hub_config="english", train_split="train",
                  eval_split={"faithful": "test", "fixed": "test"}, fewshot_split="train",
                  columns={"document": "text", "target": "summary"}, faithful_formats=_ALL,
-                 eval_size=11535, tokens_per_example=650, single_line_target=True,
+                 eval_size=11535, tokens_per_example=650, single_line_target=True, in_domain_evals=("xlsum",),
                  split_sizes={"train": 306522, "validation": 11535, "test": 11535}, **_SUMM, **_SFT_SUBSET),
         TaskSpec(name="cnn", hub_id="abisee/cnn_dailymail", hub_config="3.0.0", train_split="train",
                  eval_split={"faithful": "test", "fixed": "test"}, fewshot_split="train",
                  columns={"document": "article", "target": "highlights"}, faithful_formats=_NO_IO,
                  eval_size=11490, tokens_per_example=900, study_hub_id="cnn_dailymail",
+                 in_domain_evals=("cnn",),
                  notes="highlights are multi-line, so generation does not stop at a single newline",
                  split_sizes={"train": 287113, "validation": 13368, "test": 11490}, **_SUMM, **_SFT_SUBSET),
         # --- question generation -------------------------------------------------------------
@@ -76,25 +77,28 @@ def _entries() -> list[TaskSpec]:
                  columns={"context": "context", "answer_a": "answerA", "answer_b": "answerB",
                           "answer_c": "answerC", "target": "question"},
                  eval_size=1954, tokens_per_example=70, study_hub_id="social_i_qa",
+                 in_domain_evals=("socialiqa",),
                  split_sizes={"train": 33410, "validation": 1954}, **_QGEN, **_SFT_SUBSET),
         TaskSpec(name="tweetqa", hub_id="ucsbnlp/tweet_qa", hub_config=None, template="qgen_tweetqa",
                  train_split="train", eval_split={"faithful": "train", "fixed": "validation"},
                  fewshot_split="train", faithful_formats=_NO_IO,
                  columns={"context": "Tweet", "answer": "Answer[0]", "target": "Question"},
                  eval_size=10692, tokens_per_example=70, study_hub_id="tweet_qa",
+                 in_domain_evals=("tweetqa",),
                  split_sizes={"train": 10692, "validation": 1086, "test": 1979}, **_QGEN, **_SFT_SUBSET),
         TaskSpec(name="sciq", hub_id="allenai/sciq", hub_config=None, template="qgen_sciq",
                  train_split="train", eval_split={"faithful": "test", "fixed": "test"},
                  fewshot_split="train", faithful_formats=_NO_IO,
                  columns={"context": "support", "answer_a": "correct_answer", "answer_b": "distractor1",
                           "answer_c": "distractor2", "answer_d": "distractor3", "target": "question"},
-                 eval_size=1000, tokens_per_example=160, study_hub_id="sciq",
+                 eval_size=1000, tokens_per_example=160, study_hub_id="sciq", in_domain_evals=("sciq",),
                  notes="question generation; the correct answer is always 'Answer A'",
                  split_sizes={"train": 11679, "validation": 1000, "test": 1000}, **_QGEN, **_SFT_SUBSET),
         # --- NLI -----------------------------------------------------------------------------
         TaskSpec(name="mnli", hub_id="nyu-mll/glue", hub_config="mnli", train_split="train",
                  eval_split={}, fewshot_split="train", columns=_NLI_COLUMNS, faithful_formats=_ALL,
                  tokens_per_example=60, study_hub_id="glue",
+                 in_domain_evals=("mnli_matched", "mnli_mismatched"),
                  notes="training only: evaluate on mnli_matched / mnli_mismatched",
                  split_sizes={"train": 392702, "validation_matched": 9815, "validation_mismatched": 9832},
                  **_NLI, **_SFT_SUBSET),
@@ -112,6 +116,7 @@ def _entries() -> list[TaskSpec]:
                  eval_split={"faithful": "train", "fixed": "validation"}, fewshot_split="train",
                  columns={"premise": "sentence1", "hypothesis": "sentence2", "label": "label"},
                  faithful_formats=_NO_IO, eval_size=2490, tokens_per_example=80, study_hub_id="glue",
+                 in_domain_evals=("rte",),
                  split_sizes={"train": 2490, "validation": 277, "test": 3000},
                  notes="not_entailment (1) is verbalised 'neutral', as in the study",
                  **{**_NLI, "label_words": ("entailment", "neutral"), "label_values": (0, 1),
@@ -128,16 +133,19 @@ def _entries() -> list[TaskSpec]:
                  train_split="train", eval_split={"faithful": "test", "fixed": "test"}, fewshot_split="train",
                  columns={"sentence1": "sentence1", "sentence2": "sentence2", "label": "label"},
                  faithful_formats=_ALL, eval_size=8000, tokens_per_example=70, study_hub_id="paws",
+                 in_domain_evals=("paws",),
                  split_sizes={"train": 49401, "validation": 8000, "test": 8000}, **_PARA, **_SFT_SUBSET),
         TaskSpec(name="qqp", hub_id="SetFit/qqp", hub_config=None, train_split="train",
                  eval_split={"faithful": "test", "fixed": "validation"}, fewshot_split="train",
                  columns=_SETFIT_COLUMNS, faithful_formats=_NO_IO, eval_size=390965, tokens_per_example=55,
+                 in_domain_evals=("qqp",), faithful_hidden_labels=True,
                  split_sizes={"train": 363846, "validation": 40430, "test": 390965},
                  notes="faithful: hidden test labels (-1) all become 'no' (STUDY §1.1)",
                  **_PARA, **_SFT_SUBSET),
         TaskSpec(name="stsb", hub_id="SetFit/stsb", hub_config=None, train_split="train",
                  eval_split={"faithful": "test", "fixed": "validation"}, fewshot_split="train",
                  columns=_SETFIT_COLUMNS, faithful_formats=_NO_IO, eval_size=1379, tokens_per_example=55,
+                 in_domain_evals=("stsb",), faithful_hidden_labels=True,
                  split_sizes={"train": 5749, "validation": 1500, "test": 1379},
                  notes="score > 3.5 -> 'yes'; faithful: hidden test scores (-1) all become 'no'",
                  **{**_PARA, "label_values": None, "faithful_default_word": None,
@@ -180,7 +188,7 @@ def _entries() -> list[TaskSpec]:
                  family="instruction", template="chat", train_split="train", eval_split={},
                  columns={"messages": "messages"}, label_words=None, metric="none", formats=("default",),
                  faithful_formats=("default",), train_subset_fraction=0.05, subset_seed=42,
-                 tokens_per_example=1000, split_sizes={"train": 326154},
+                 tokens_per_example=1000, split_sizes={"train": 326154}, in_domain_evals=(),
                  notes="training only; rendered with the Tulu chat template"),
     ]
 
@@ -199,6 +207,18 @@ def get_task(name: str) -> TaskSpec:
 def list_tasks() -> list[str]:
     """Every registered dataset name, in registry order."""
     return list(REGISTRY)
+
+
+def in_domain(train_dataset: str) -> tuple[str, ...]:
+    """The eval sets that are `train_dataset`'s own task; every other eval set is off-task for it.
+
+    mnli -> (mnli_matched, mnli_mismatched); paws -> (paws,); tulu -> () (instruction tuning).
+    UnknownTaskError for an unknown name; ValueError for an eval-only dataset (nothing trains on it).
+    """
+    spec = get_task(train_dataset)
+    if spec.train_split is None:
+        raise ValueError(f"{train_dataset} is an eval-only dataset, not a training set")
+    return spec.in_domain_evals
 
 
 def require_format(spec: TaskSpec, fmt: str, mode: str) -> None:

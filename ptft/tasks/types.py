@@ -44,6 +44,11 @@ class TaskSpec:
     single_line_target: bool = False  # generation: gold targets never contain a newline
     split_sizes: dict[str, int] = field(default_factory=dict)  # real split sizes, for estimates
     study_hub_id: str | None = None  # the id the study's code used, when it differs
+    # Training sets: the eval sets that are its own task (in-domain); every other eval set is off-task,
+    # where forgetting is read. () for eval-only datasets and for tulu (instruction tuning has none).
+    in_domain_evals: tuple[str, ...] = ()
+    # faithful mode scores a hidden-label split whose golds all became one word (QQP/STS-B, STUDY §1.1)
+    faithful_hidden_labels: bool = False
     notes: str = ""
 
     def __hash__(self) -> int:  # dict fields are unhashable; the name is the identity

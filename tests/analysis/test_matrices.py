@@ -161,6 +161,20 @@ def test_chance_helper_degrades_for_unknown_names():
     assert taskinfo.in_domain("custom", "custom") and not taskinfo.in_domain("custom", "other")
 
 
+def test_taskinfo_reads_the_registry_and_falls_back_outside_it():
+    # registry facts (ptft.tasks): mnli's own evals, chance levels, hidden faithful labels
+    assert taskinfo.in_domain("mnli", "mnli_matched") and not taskinfo.in_domain("mnli", "mnli")
+    assert not taskinfo.in_domain("mnli", "rte") and taskinfo.in_domain("cnn", "cnn")
+    assert taskinfo.chance_level("mnli_matched") == pytest.approx(1 / 3) and taskinfo.chance_level("xsum") is None
+    assert taskinfo.label_artifact("qqp", "faithful", "study") and taskinfo.label_artifact("stsb", "faithful", "ptft")
+    assert not taskinfo.label_artifact("qqp", "fixed", "ptft") and not taskinfo.label_artifact("paws", "faithful", "ptft")
+    assert not taskinfo.label_artifact("qqp", "faithful", "study_official")  # labelled splits in that harness
+    # names the registry does not know, or knows only as eval sets: the same name only, never flagged
+    assert taskinfo.in_domain("boolq", "boolq") and not taskinfo.in_domain("boolq", "paws")
+    assert taskinfo.in_domain(None, None) is True and not taskinfo.in_domain(None, "paws")
+    assert taskinfo.chance_level(None) is None and not taskinfo.label_artifact("custom", "faithful", "ptft")
+
+
 def test_empty_and_base_only_tables_do_not_crash():
     empty = analyze([])
     assert empty.counts["records"] == 0 and empty.transfer.empty and empty.groups.empty

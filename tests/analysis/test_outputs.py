@@ -7,8 +7,11 @@ import re
 import pandas as pd
 import pytest
 
-from evals.analysis import analyze, write_outputs
+from evals.analysis import analyze, read_grid_records, write_outputs
 from evals.analysis.report import SECTIONS
+from evals.results import write_records
+from ptft.core import storage
+from ptft.core.layout import GridLayout, base_model_key, trial_model_key
 from tests.analysis.conftest import MAIN_STEP, known_records
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -71,3 +74,17 @@ def test_report_has_toc_sections_counts_and_images(outputs):
     assert "data:image/png;base64," in html
     assert "transfer_missing_base" in html and "hand-made grid" in html
     assert re.search(r"<td>transfer_missing_both</td>\s*<td>2</td>", html)
+
+
+def test_read_grid_records_reads_every_eval_folder_of_the_layout(tmp_path):
+    layout = GridLayout(str(tmp_path))
+    records = known_records()
+    base, trial = layout.evals(base_model_key("100")), layout.evals(trial_model_key("t1"))
+    for output, part in ((base, records[:10]), (trial, records[10:])):
+        storage.makedirs(output.root)
+        write_records(output.results, part)
+    storage.makedirs(layout.evals("still-running").root)  # a model folder without results yet: skipped
+    read, files = read_grid_records(str(tmp_path))
+    assert files == [base.results, trial.results]
+    assert [r.key() for r in read] == [r.key() for r in records]
+    assert read_grid_records(str(tmp_path / "empty")) == ([], [])

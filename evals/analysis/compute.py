@@ -1,46 +1,17 @@
-"""The analysis of one results table: `analyze(records)` -> `Analysis`; `write_outputs` puts it in a folder."""
+"""Compute one analysis: `analyze(records)` -> `Analysis` (transfer, forgetting, format sensitivity, groups)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import pandas as pd
 
 from evals.analysis import groups as groups_mod
 from evals.analysis import matrices
 from evals.analysis.frame import MAIN_STEP, check_duplicates, records_frame
+from evals.analysis.tables import CHANCE_MARGIN, Analysis
 from evals.results import ResultRecord
-from ptft.core import storage
-
-CHANCE_MARGIN = 0.02  # base within this much of chance (or below) is "at chance"
-
-
-@dataclass
-class Analysis:
-    """Every table of one analysis, plus the counts the report states (nothing is dropped silently)."""
-
-    records: list[ResultRecord]
-    results: pd.DataFrame
-    transfer: pd.DataFrame
-    transfer_mean: pd.DataFrame
-    forgetting: pd.DataFrame
-    format_sensitivity: pd.DataFrame
-    groups: pd.DataFrame
-    curves: pd.DataFrame
-    counts: dict[str, int]
-    primary_shots: dict[str, int]  # per source: the shot count its figures use (the most common)
-    notes: list[str] = field(default_factory=list)
-    title: str = "ptft analysis"
-    main_step: int = MAIN_STEP
-    chance_margin: float = CHANCE_MARGIN
-
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """The CSV tables by file stem (results, transfer, transfer_mean, forgetting, ...)."""
-        return {"results": self.results, "transfer": self.transfer, "transfer_mean": self.transfer_mean,
-                "forgetting": self.forgetting, "format_sensitivity": self.format_sensitivity,
-                "groups": self.groups, "curves": self.curves}
 
 
 def _primary_shots(records: Sequence[ResultRecord]) -> dict[str, int]:
@@ -111,27 +82,3 @@ def analyze(records: Sequence[ResultRecord], *, main_step: int = MAIN_STEP, chan
         main_step=main_step,
         chance_margin=chance_margin,
     )
-
-
-def write_outputs(analysis: Analysis, out_dir: str, figures: dict[str, bytes] | None = None) -> dict[str, str]:
-    """Write the CSVs, the PNGs and `report.html` into `out_dir` (local or s3://, gs://), each atomically.
-
-    Returns file name -> path. The report is written last, so a present report means a complete folder.
-    """
-    from evals.analysis import plots, report  # matplotlib only when writing
-
-    storage.makedirs(out_dir)
-    written: dict[str, str] = {}
-    for stem, table in analysis.tables().items():
-        path = storage.join(out_dir, f"{stem}.csv")
-        storage.atomic_write_text(path, table.to_csv(index=False))
-        written[f"{stem}.csv"] = path
-    figures = plots.all_figures(analysis) if figures is None else figures
-    for name, png in figures.items():
-        path = storage.join(out_dir, name)
-        storage.atomic_write_bytes(path, png)
-        written[name] = path
-    path = storage.join(out_dir, "report.html")
-    storage.atomic_write_text(path, report.render_report(analysis, figures))
-    written["report.html"] = path
-    return written
