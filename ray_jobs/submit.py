@@ -1,20 +1,22 @@
-"""Submit a grid to a Ray cluster, checking the upload before Ray does.
+"""Submit a grid to a Ray cluster, checking the upload before Ray does (the work behind `ptft submit`).
 
-    python -m ray_jobs.submit CONFIG [--address URL] [--runtime-env cluster/runtime_env.yaml]
-                             [--resume] [--set KEY=VALUE ...] [--dry-run]
+    ptft submit CONFIG [--address URL] [--runtime-env cluster/runtime_env.yaml]
+                       [--resume] [--set KEY=VALUE ...] [--dry-run]
+    (`python -m ray_jobs.submit ...` is the same command)
 
 `ray job submit` zips the working_dir and PUTs it to the dashboard, which refuses bodies over 100 MiB
-with an opaque error (ray#45602). This computes the upload set with Ray's own packaging helpers (its
-default excludes, the runtime_env's `excludes`, every .gitignore/.rayignore, the same zip), prints the
-size and the biggest paths, and refuses above the limit, naming what to exclude. Secrets are passed by
+with an opaque error (ray#45602). This computes the upload set with Ray's own packaging helpers, reached
+through `ray_jobs/ray_upload.py`, the one adapter over `ray._private` (its default excludes, the
+runtime_env's `excludes`, every .gitignore/.rayignore, the same zip), prints the size and the biggest
+paths, and refuses above the limit, naming what to exclude. Secrets are passed by
 NAME: WANDB_API_KEY and HF_TOKEN are copied from this environment into the job's env_vars at submit
 time and are never printed or written anywhere. `--dry-run` prints the plan and the equivalent raw
-`ray job submit` command, and submits nothing.
+`ray job submit` command, and submits nothing. Errors go to stderr; bad input exits 2, a failed
+submission 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -22,11 +24,13 @@ import shlex
 import sys
 import tempfile
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from ray_jobs import ray_upload
 
 SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN")
 DEFAULT_RUNTIME_ENV = "cluster/runtime_env.yaml"
@@ -42,23 +46,18 @@ def _mib(num_bytes: int) -> str:
     return f"{num_bytes / _MIB:.1f} MiB"
 
 
+class SubmitError(ValueError):
+    """Input that cannot be submitted (a bad runtime_env, a config the upload would not carry)."""
+
+
 def upload_limit() -> int:
-    """Bytes Ray accepts for one working_dir package through `ray job submit`.
-
-    The zip is PUT to the dashboard (aiohttp `client_max_size` = DASHBOARD_CLIENT_MAX_SIZE, 100 MiB),
-    then stored in the GCS (GCS_STORAGE_MAX_SIZE); the smaller bound is the one that bites.
-    """
-    from ray._private import ray_constants
-    from ray._private.runtime_env.packaging import GCS_STORAGE_MAX_SIZE
-
-    return min(ray_constants.DASHBOARD_CLIENT_MAX_SIZE, GCS_STORAGE_MAX_SIZE)
+    """Bytes Ray accepts for one working_dir package through `ray job submit` (see ray_upload)."""
+    return ray_upload.upload_limit()
 
 
 def ray_excludes(runtime_env: Mapping) -> list[str]:
     """The patterns Ray applies to a working_dir: its defaults first, then the runtime_env's."""
-    from ray._private import ray_constants
-
-    return ray_constants.get_runtime_env_default_excludes() + list(runtime_env.get("excludes") or [])
+    return ray_upload.default_excludes() + list(runtime_env.get("excludes") or [])
 
 
 @dataclass(frozen=True)
@@ -77,8 +76,6 @@ class UploadSet:
 
 def compute_upload_set(working_dir: str | Path, excludes: list[str], limit: int | None = None) -> UploadSet:
     """Walk `working_dir` exactly as Ray's packager does and measure the zip it would send."""
-    from ray._private.runtime_env import packaging
-
     root = Path(working_dir).absolute()
     include_gitignore = os.environ.get("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", "0") != "1"  # Ray's switch
     files: dict[str, int] = {}
@@ -88,8 +85,7 @@ def compute_upload_set(working_dir: str | Path, excludes: list[str], limit: int 
         if path.is_file() or (path.is_dir() and next(path.iterdir(), None) is None):
             files[path.relative_to(root).as_posix()] = path.stat().st_size if path.is_file() else 0
 
-    packaging._dir_travel(root, [packaging._get_excludes(root, excludes)], record,
-                          include_gitignore=include_gitignore, logger=_QUIET)
+    ray_upload.walk(root, excludes, record, include_gitignore=include_gitignore, logger=_QUIET)
     limit = upload_limit() if limit is None else limit
     raw = sum(files.values())
     if raw >= limit:
@@ -98,8 +94,7 @@ def compute_upload_set(working_dir: str | Path, excludes: list[str], limit: int 
         return UploadSet(root, files, raw, limit)
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "working_dir.zip"
-        packaging.create_package(str(root), package, include_gitignore=include_gitignore,
-                                 excludes=excludes, logger=_QUIET)
+        ray_upload.create_package(root, package, excludes, include_gitignore=include_gitignore, logger=_QUIET)
         return UploadSet(root, files, package.stat().st_size, limit)
 
 
@@ -148,14 +143,19 @@ def suggest_excludes(upload: UploadSet, max_items: int = 10) -> list[tuple[str, 
 
 def load_runtime_env(path: str | Path) -> dict:
     """Read a runtime_env YAML; refuse one that writes a secret's value into a file."""
-    with open(path, encoding="utf-8") as f:
-        runtime_env = yaml.safe_load(f) or {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            runtime_env = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise SubmitError(f"runtime_env {path} not found") from None
+    except yaml.YAMLError as err:
+        raise SubmitError(f"runtime_env {path} is not valid YAML: {err}") from None
     if not isinstance(runtime_env, dict):
-        raise SystemExit(f"error: {path}: a runtime_env must be a mapping")
+        raise SubmitError(f"{path}: a runtime_env must be a mapping")
     named = sorted(set(runtime_env.get("env_vars") or {}) & set(SECRET_ENV_VARS))
     if named:
-        raise SystemExit(f"error: {path} sets {', '.join(named)} in env_vars: secrets are forwarded from "
-                         "your environment by name at submit time, never written in a file; remove them")
+        raise SubmitError(f"{path} sets {', '.join(named)} in env_vars: secrets are forwarded from "
+                          "your environment by name at submit time, never written in a file; remove them")
     return runtime_env
 
 
@@ -191,60 +191,65 @@ def _scrub(text: str, environ: Mapping[str, str]) -> str:
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ray_jobs.submit", description=__doc__.split("\n\n")[1])
-    parser.add_argument("config", help="experiment spec inside the working_dir, e.g. configs/paper.yaml")
-    parser.add_argument("--address", help=f"Ray dashboard URL (default: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, {DEFAULT_ADDRESS})")
-    parser.add_argument("--runtime-env", default=DEFAULT_RUNTIME_ENV, help="runtime_env YAML (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true", help="pass --resume to the grid")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="pass a spec override to the grid, e.g. --set storage=s3://bucket/ptft/paper")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and the raw command; submit nothing")
-    args = parser.parse_args(argv)
-    address = (args.address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-               or DEFAULT_ADDRESS)
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
 
-    runtime_env = load_runtime_env(args.runtime_env)
+
+def submit_grid(config: str, *, runtime_env_path: str, address: str | None = None, resume: bool = False,
+                dry_run: bool = False, overrides: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> int:
+    """Check the upload, then submit `ptft run CONFIG` as a Ray job; returns the exit status
+    (0 submitted or dry run, 1 the submission or Ray's helpers failed, 2 bad input)."""
+    environ = os.environ if environ is None else environ
+    address = address or environ.get("RAY_API_SERVER_ADDRESS") or environ.get("RAY_ADDRESS") or DEFAULT_ADDRESS
+    try:
+        runtime_env = load_runtime_env(runtime_env_path)
+    except SubmitError as err:
+        _error(str(err))
+        return 2
     working_dir = str(runtime_env.setdefault("working_dir", "."))
     if "://" in working_dir:
-        print(f"error: working_dir {working_dir} is a remote package; this command uploads a local tree")
+        _error(f"working_dir {working_dir} is a remote package; this command uploads a local tree")
         return 2
-    root, config = Path(working_dir).absolute(), Path(args.config).absolute()
-    if not config.is_file():
-        print(f"error: config {args.config} not found")
+    root, config_path = Path(working_dir).absolute(), Path(config).absolute()
+    if not config_path.is_file():
+        _error(f"config {config} not found")
         return 2
     try:
-        config_rel = config.relative_to(root).as_posix()
+        config_rel = config_path.relative_to(root).as_posix()
     except ValueError:
-        print(f"error: config {args.config} is outside the working_dir {root}; the job only sees the upload")
+        _error(f"config {config} is outside the working_dir {root}; the job only sees the upload")
         return 2
 
-    upload = compute_upload_set(root, ray_excludes(runtime_env))
+    try:
+        upload = compute_upload_set(root, ray_excludes(runtime_env))
+    except ray_upload.RayInternalsMoved as err:
+        _error(str(err))
+        return 1
     print(f"upload: {root} -> {len(upload.files)} files, package {_mib(upload.package_bytes)} "
-          f"(limit {_mib(upload.limit)}; excludes from {args.runtime_env}, Ray's defaults, .gitignore/.rayignore)")
+          f"(limit {_mib(upload.limit)}; excludes from {runtime_env_path}, Ray's defaults, .gitignore/.rayignore)")
     for path, size in biggest_paths(upload):
         print(f"  {_mib(size):>11}  {path}")
     if upload.too_big:
-        print(f"error: the working_dir package ({_mib(upload.package_bytes)}) is over Ray's upload limit "
-              f"({_mib(upload.limit)}); `ray job submit` would fail (ray#45602). Exclude these paths "
-              f"(add them to `excludes:` in {args.runtime_env}, or to .rayignore):")
+        _error(f"the working_dir package ({_mib(upload.package_bytes)}) is over Ray's upload limit "
+               f"({_mib(upload.limit)}); `ray job submit` would fail (ray#45602). Exclude these paths "
+               f"(add them to `excludes:` in {runtime_env_path}, or to .rayignore):")
         for path, size in suggest_excludes(upload):
-            print(f"  - /{path}    # {_mib(size)}")
+            print(f"  - /{path}    # {_mib(size)}", file=sys.stderr)
         return 2
     if config_rel not in upload.files:
-        print(f"error: {config_rel} is excluded from the upload; the job could not read it")
+        _error(f"{config_rel} is excluded from the upload; the job could not read it")
         return 2
 
-    grid_args = [*(["--resume"] if args.resume else []), *(a for kv in args.overrides for a in ("--set", kv))]
+    grid_args = [*(["--resume"] if resume else []), *(a for kv in overrides for a in ("--set", kv))]
     entrypoint = shlex.join([*ENTRYPOINT, config_rel, *grid_args])
-    to_send, names = with_secrets(runtime_env, os.environ)
+    to_send, names = with_secrets(runtime_env, environ)
     missing = [n for n in SECRET_ENV_VARS if n not in names]
     print(f"address:    {address}")
     print(f"entrypoint: {entrypoint}")
     print(f"secrets:    forwarded by name: {', '.join(names) or 'none'}"
           + (f"; not set here: {', '.join(missing)}" if missing else ""))
     print("runtime_env: " + json.dumps(_placeholders(runtime_env, names)).replace('"@@', '"<from $').replace('@@"', '>"'))
-    if args.dry_run:
+    if dry_run:
         print("dry run: nothing submitted. Equivalent raw command (token auth: export RAY_AUTH_MODE=token):")
         print("  " + raw_command(address, runtime_env, names, entrypoint))
         return 0
@@ -254,15 +259,22 @@ def main(argv: list[str] | None = None) -> int:
 
         job_id = JobSubmissionClient(address).submit_job(entrypoint=entrypoint, runtime_env=to_send)
     except Exception as e:  # any failure is reported, scrubbed of secret values
-        print(f"error: submission failed: {_scrub(f'{type(e).__name__}: {e}', os.environ)}")
+        _error(f"submission failed: {_scrub(f'{type(e).__name__}: {e}', environ)}")
         if "uthentication" in str(e):
             print("hint: the cluster uses token auth: export RAY_AUTH_MODE=token and put the cluster's token "
-                  "in ~/.ray/auth_token or $RAY_AUTH_TOKEN (docs/cluster.md)")
+                  "in ~/.ray/auth_token or $RAY_AUTH_TOKEN (docs/cluster.md)", file=sys.stderr)
         return 1
     print(f"submitted: {job_id}\n  follow:  ray job logs --follow --address {address} {job_id}\n"
           f"  status:  ray job status --address {address} {job_id}\n"
           "  resume:  re-run this same command; finished trials and evals are skipped")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m ray_jobs.submit`: the same command as `ptft submit` (its parser lives in ptft/cli/submit.py)."""
+    from ptft.cli.submit import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -2,40 +2,51 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from ptft.cli.flags import CommandLine, add_spec_arguments
 from ptft.study.checkpoints import CheckpointResolutionError, RevisionResolver
 from ptft.study.estimate import GPU_PEAK_FLOPS, Estimate, estimate_plan
 from ptft.study.plan import Plan, build_plan
 from ptft.study.spec import load_spec_or_report
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="experiment spec (YAML)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object: cells, trials, eval_jobs, estimate")
-    parser.add_argument("--gpu", default="h100", choices=sorted(GPU_PEAK_FLOPS), help="GPU for the estimate")
-    parser.add_argument("--peak-flops", type=float, default=None, help="override the GPU's bf16 peak (FLOP/s)")
-    parser.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilisation assumed (default 0.4)")
-    parser.add_argument("--resolve", action="store_true",
-                        help="resolve pre-training steps to hub revisions (needs the hub)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a spec field, e.g. --set train.epochs=1 (repeatable)")
+GpuName = Literal[tuple(sorted(GPU_PEAK_FLOPS))]
 
 
-def run(args: argparse.Namespace) -> int:
-    if not 0 < args.mfu <= 1:
-        print(f"error: --mfu {args.mfu} must be in (0, 1]", file=sys.stderr)
-        return 2
+class PlanOptions(BaseModel):
+    """`ptft plan`'s own options (the spec and its `--set` edits are the CONFIG argument)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    as_json: bool = Field(False, description="Print one JSON object: cells, trials, eval_jobs, estimate.")
+    gpu: GpuName = Field("h100", description="GPU for the estimate.")
+    peak_flops: float | None = Field(None, gt=0, description="Override the GPU's bf16 peak (FLOP/s).")
+    mfu: float = Field(0.4, gt=0, le=1, description="Model FLOPs utilisation assumed, in (0, 1].")
+    resolve: bool = Field(False, description="Resolve pre-training steps to hub revisions (needs the hub).")
+
+
+def command_line() -> CommandLine:
+    cli = CommandLine("ptft plan", PlanOptions, description=__doc__.splitlines()[0], rename={"as_json": "--json"},
+                      config_file=False, overrides=False)
+    add_spec_arguments(cli.parser)
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options, args = command_line().parse(argv)
     spec = load_spec_or_report(args.config, args.overrides)
     if spec is None:
         return 2
     plan = build_plan(spec)
-    estimate = estimate_plan(plan, gpu=args.gpu, mfu=args.mfu, peak_flops=args.peak_flops)
+    estimate = estimate_plan(plan, gpu=options.gpu, mfu=options.mfu, peak_flops=options.peak_flops)
     revisions: dict[str, str] = {}
-    if args.resolve:
+    if options.resolve:
         resolver = RevisionResolver()
         try:
             for ref in spec.model.checkpoint_refs():
@@ -44,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         except CheckpointResolutionError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-    if args.json:
+    if options.as_json:
         print(json.dumps(plan_json(plan, estimate, revisions), indent=2, sort_keys=True))
     else:
         print_plan(plan, estimate, revisions)
@@ -103,7 +114,7 @@ def print_plan(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None 
     evals.add_column("formats")
     per_dataset: dict[str, Counter] = {}
     for job in plan.eval_jobs:
-        per_dataset.setdefault(job.eval_dataset, Counter())[job.eval_format] += 1
+        per_dataset.setdefault(job.job.dataset, Counter())[job.job.fmt] += 1
     for dataset, formats in per_dataset.items():
         evals.add_row(dataset, ", ".join(sorted(formats)))
     console.print(evals)
@@ -129,3 +140,7 @@ def _unresolved(ref) -> str:
     if ref.kind == "local":
         return ref.path
     return ref.revision or ""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

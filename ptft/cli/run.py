@@ -5,33 +5,41 @@ Every stage starts from the ledger, so re-running the same command continues whe
 
 from __future__ import annotations
 
-import argparse
 import sys
+from collections.abc import Sequence
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from ptft.cli.flags import CommandLine, add_spec_arguments
 from ptft.core import storage
 from ptft.study.checkpoints import CheckpointResolutionError
 from ptft.study.plan import build_plan
 from ptft.study.spec import load_spec_or_report
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ptft run", description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="experiment spec (YAML)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue a grid (the default behaviour: finished work is always skipped)")
-    parser.add_argument("--dry-run", action="store_true", help="print the plan and the ledger; launch nothing")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a spec field, e.g. --set train.epochs=1")
-    return parser.parse_args(argv)
+class RunOptions(BaseModel):
+    """`ptft run`'s own options (the spec and its `--set` edits are the CONFIG argument)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resume: bool = Field(False, description="Continue a grid (what it always does: finished work is skipped).")
+    dry_run: bool = Field(False, description="Print the plan and the ledger; launch nothing.")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def command_line() -> CommandLine:
+    cli = CommandLine("ptft run", RunOptions, description=__doc__.splitlines()[0], config_file=False,
+                      overrides=False)
+    add_spec_arguments(cli.parser)
+    return cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options, args = command_line().parse(argv)
     spec = load_spec_or_report(args.config, args.overrides)
     if spec is None:
         return 2
     plan = build_plan(spec)
-    if args.dry_run:
+    if options.dry_run:
         from ptft.cli.plan_report import print_plan
         from ptft.grid.status import print_status
         from ptft.study.estimate import estimate_plan

@@ -1,15 +1,12 @@
-"""`ptft status CONFIG`: where a grid stands, read from its storage markers (nothing else)."""
+"""Where a grid stands, read from its storage markers (nothing else); `ptft status` prints it."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 
 from ptft.core.layout import GridLayout
 from ptft.grid.ledger import GridState, read_state
-from ptft.study.plan import Plan, build_plan
-from ptft.study.spec import load_spec_or_report
+from ptft.study.plan import Plan
 
 
 def print_status(plan: Plan, state: GridState | None = None) -> GridState:
@@ -45,19 +42,3 @@ def print_status(plan: Plan, state: GridState | None = None) -> GridState:
     base = Counter(state.evals[j.job_id] for j in plan.eval_jobs if j.model_kind == "base")
     console.print(f"base-checkpoint evals: {base.get('done', 0)}/{sum(base.values())} done")
     return state
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ptft status", description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    spec = load_spec_or_report(args.config, args.overrides)
-    if spec is None:
-        return 2
-    print_status(build_plan(spec))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

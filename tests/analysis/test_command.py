@@ -1,11 +1,15 @@
-"""`ptft analyze` end to end: study CSVs in, a ptft grid's storage in (with W&B offline), bad input out."""
+"""`ptft analyze` (ptft/cli/analyze.py over evals/analysis/pipeline.py) end to end: study CSVs in, a
+ptft grid's storage in (with W&B offline), bad input out."""
 
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from evals.analysis.command import analyze_main
+from evals.analysis.pipeline import AnalysisInputError, AnalyzeConfig, WandbOptions, run_analysis
 from evals.results import write_records
+from ptft.cli.analyze import main as analyze_main
+from ptft.core.wandb_settings import WandbModeError
 from tests.analysis.conftest import ft_mnli, known_records
 from tests.analysis.test_study_import import MAIN_CSV, OFFICIAL_CSV
 
@@ -55,6 +59,26 @@ def test_duplicates_and_missing_inputs_fail_clearly(tmp_path, capsys):
     error = capsys.readouterr().err
     assert "duplicated result key" in error and "eval_dataset='paws'" in error
     assert not (tmp_path / "out").exists()
-    assert analyze_main(["--out", str(tmp_path / "out")]) == 2
+    with pytest.raises(SystemExit) as exit_:  # no input at all: a usage error
+        analyze_main(["--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and "give storage and/or study_csv" in capsys.readouterr().err
     assert analyze_main(["--storage", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
     assert "no result records" in capsys.readouterr().err
+
+
+def test_run_analysis_is_a_function(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    storage = tmp_path / "grid"
+    write_grid(storage, known_records())
+    outcome = run_analysis(AnalyzeConfig(storage=str(storage), out=str(tmp_path / "out"), main_step=1000))
+    assert outcome.records == len(known_records()) and outcome.wandb_run_dir is None
+    assert outcome.report == str(tmp_path / "out" / "report.html") and "transfer.csv" in outcome.written
+    (note,) = outcome.notes
+    assert note.startswith(f"{storage}: ") and note.endswith(f"-> {len(known_records())} records")
+    with pytest.raises(AnalysisInputError, match="no result records"):
+        run_analysis(AnalyzeConfig(storage=str(tmp_path / "empty"), out=str(tmp_path / "out2")))
+    online = AnalyzeConfig(storage=str(storage), out=str(tmp_path / "out3"),
+                           wandb=WandbOptions(project="p", mode="online"))
+    with pytest.raises(WandbModeError, match="WANDB_API_KEY"):  # before anything is read or written
+        run_analysis(online)
+    assert not (tmp_path / "out3").exists()

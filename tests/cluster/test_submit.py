@@ -1,15 +1,21 @@
-"""`python -m ray_jobs.submit`: refuses oversized uploads by name, forwards secrets by name only."""
+"""`ptft submit` (ptft/cli/submit.py over ray_jobs/submit.py): refuses oversized uploads by name,
+forwards secrets by name only, and says which Ray moved its private helpers."""
 
 from __future__ import annotations
 
+import builtins
 import json
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import ray
 import ray.job_submission
+from ray._private.runtime_env import packaging
 
-from ray_jobs import submit
+from ptft.cli.main import main as ptft_main
+from ray_jobs import ray_upload, submit
 
 from .conftest import MIB, RUNTIME_ENV, write
 
@@ -25,7 +31,7 @@ def repo(fake_repo: Path, monkeypatch) -> Path:
 
 
 def _run(capsys, *argv: str) -> tuple[int, str]:
-    rc = submit.main(["configs/paper.yaml", "--runtime-env", str(RUNTIME_ENV), *argv])
+    rc = ptft_main(["submit", "configs/paper.yaml", "--runtime-env", str(RUNTIME_ENV), *argv])
     out = capsys.readouterr()
     return rc, out.out + out.err
 
@@ -103,14 +109,51 @@ def test_submission_forwards_secrets_without_showing_them(repo: Path, capsys, mo
 
 def test_a_runtime_env_file_with_a_secret_is_refused(tmp_path: Path):
     env_file = write(tmp_path / "env.yaml", "working_dir: .\nenv_vars:\n  HF_TOKEN: hf_abc\n")
-    with pytest.raises(SystemExit, match="HF_TOKEN"):
+    with pytest.raises(submit.SubmitError, match="HF_TOKEN"):
         submit.load_runtime_env(env_file)
 
 
-def test_config_must_travel_with_the_upload(repo: Path, capsys, tmp_path: Path):
+def test_bad_input_exits_2_on_stderr(repo: Path, capsys, tmp_path: Path):
     write(repo / "runs/paper.yaml", "name: x\n")
-    assert submit.main(["runs/paper.yaml", "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2
-    assert "excluded from the upload" in capsys.readouterr().out
+    assert ptft_main(["submit", "runs/paper.yaml", "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2
+    assert "excluded from the upload" in capsys.readouterr().err
     outside = write(tmp_path / "elsewhere.yaml", "name: x\n")
-    assert submit.main([str(outside), "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2
-    assert "outside the working_dir" in capsys.readouterr().out
+    assert submit.main([str(outside), "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2  # python -m ray_jobs.submit
+    assert "outside the working_dir" in capsys.readouterr().err
+    env_file = write(tmp_path / "env.yaml", "working_dir: .\nenv_vars:\n  WANDB_API_KEY: abc\n")
+    assert ptft_main(["submit", "configs/paper.yaml", "--runtime-env", str(env_file), "--dry-run"]) == 2
+    out = capsys.readouterr()
+    assert "secrets are forwarded from your environment by name" in out.err and out.out == ""
+
+
+def _without_ray_module(monkeypatch):
+    real_import = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name.startswith("ray._private"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
+
+
+@pytest.mark.parametrize("moved", ["module", "attribute"])
+def test_moved_ray_internals_name_the_ray_version(repo: Path, capsys, monkeypatch, moved: str):
+    if moved == "module":
+        _without_ray_module(monkeypatch)
+    else:
+        monkeypatch.delattr(packaging, "_dir_travel")
+    with pytest.raises(ray_upload.RayInternalsMoved, match=f"ray {ray.__version__}: its private packaging"):
+        ray_upload.walk(repo, [], print, include_gitignore=True, logger=submit._QUIET)
+    rc, out = _run(capsys, "--dry-run")
+    assert rc == 1
+    assert f"error: ray {ray.__version__}: its private packaging helpers moved" in out
+    assert ("_dir_travel" if moved == "attribute" else "ray._private") in out
+
+
+def test_ray_private_is_imported_only_by_the_adapter():
+    root = Path(__file__).resolve().parents[2]
+    imports = re.compile(r"^\s*(from|import)\s+ray\._private", re.MULTILINE)
+    users = sorted(str(p.relative_to(root)) for d in ("ptft", "evals", "trainers", "ray_jobs")
+                   for p in (root / d).rglob("*.py") if imports.search(p.read_text(encoding="utf-8")))
+    assert users == ["ray_jobs/ray_upload.py"]

@@ -1,11 +1,13 @@
-"""`ptft eval` (evals.command.eval_main) end to end on the mini data, and its errors."""
+"""`ptft eval` (ptft/cli/eval.py) end to end on the mini data, and its errors."""
 
 from __future__ import annotations
 
 import os
 
-from evals.command import eval_main
+import pytest
+
 from evals.results import read_records
+from ptft.cli.eval import main as eval_main
 
 
 def test_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
@@ -44,3 +46,29 @@ def test_cli_model_that_does_not_load(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert "missing" in err and "step1000-tokens4B" in err
+
+
+def test_cli_identity_and_config_file(tiny_model_dir, tmp_path):
+    """Identity flags land in every record; a config file gives the same fields (flags override it)."""
+    out = str(tmp_path / "out")
+    config = tmp_path / "eval.yaml"
+    config.write_text(f"model: {tiny_model_dir}\ntasks: [mnli_matched]\nshots: [0]\nlimit: 2\nbatch_size: 2\n"
+                      f"data_source: mini\nbootstrap_resamples: 10\nout: {out}\nprogress: false\n")
+    argv = ["--config", str(config), "--model-kind", "finetuned", "--train-dataset", "mnli", "--lr", "1e-5",
+            "--checkpoint", "1000", "--checkpoint-step", "1000", "--set", "limit=3"]
+    assert eval_main(argv) == 0
+    (record,) = read_records(os.path.join(out, "results.jsonl"))
+    assert (record.model_kind, record.train_dataset, record.lr) == ("finetuned", "mnli", 1e-5)
+    assert (record.checkpoint, record.checkpoint_step, record.base_model, record.n) == ("1000", 1000, tiny_model_dir, 3)
+
+
+def test_cli_bad_identity_and_bad_values(tiny_model_dir, tmp_path, capsys):
+    base = ["--model", tiny_model_dir, "--tasks", "mnli_matched", "--out", str(tmp_path), "--data-source", "mini"]
+    assert eval_main([*base, "--model-kind", "finetuned"]) == 2  # fine-tuned needs train_dataset
+    assert "needs train_dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        eval_main([*base, "--batch-size", "0", "--shots", "four"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "batch_size (--batch-size): Input should be greater than or equal to 1" in err
+    assert "shots[0] (--shots): Input should be a valid integer" in err

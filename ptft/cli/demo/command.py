@@ -11,15 +11,18 @@ Re-running the same command continues: finished checkpoints, trials and evals ar
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from ptft.cli.demo.profiles import FULL, QUICK, DemoProfile, grid_spec
+from ptft.cli.flags import CommandLine
 
 # The demo runs offline on CPU unless the caller says otherwise; set before Ray starts so workers inherit.
 ENV_DEFAULTS = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "offline",
@@ -33,13 +36,18 @@ def _log(message: str) -> None:
     print(f"[ptft demo] {message}", flush=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ptft demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a much smaller demo (2 checkpoints, 1 dataset, 1 lr): ~2-3 minutes")
-    parser.add_argument("--no-progress", action="store_true", help="no pre-training progress bar")
-    return parser
+class DemoOptions(BaseModel):
+    """`ptft demo`'s options (also from `--config FILE.yaml` and `--set`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    out: str = Field("runs/demo", description="Output folder.")
+    quick: bool = Field(False, description="A much smaller demo (2 checkpoints, 1 dataset, 1 lr): ~2-3 minutes.")
+    progress: bool = Field(True, description="Show the pre-training progress bar.")
+
+
+def command_line() -> CommandLine:
+    return CommandLine("ptft demo", DemoOptions, description=__doc__)
 
 
 def write_spec(profile: DemoProfile, checkpoints: dict[int, str], out_dir: str) -> str:
@@ -81,13 +89,13 @@ def headline(analysis_dir: str, train_datasets: tuple[str, ...]) -> list[str]:
     return lines
 
 
-def demo_main(argv: list[str] | None = None) -> int:
-    """Run the embedded demo; returns the exit status (0 ok, 1 some trial failed)."""
-    args = build_parser().parse_args(argv)
+def demo_main(argv: Sequence[str] | None = None) -> int:
+    """Run the embedded demo; returns the exit status (0 ok, 1 some trial failed, 2 bad arguments)."""
+    options, _ = command_line().parse(argv)
     for key, value in ENV_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    profile = QUICK if args.quick else FULL
-    out_dir = os.path.abspath(args.out)
+    profile = QUICK if options.quick else FULL
+    out_dir = os.path.abspath(options.out)
     os.makedirs(out_dir, exist_ok=True)
     started = time.perf_counter()
 
@@ -102,27 +110,22 @@ def demo_main(argv: list[str] | None = None) -> int:
     else:
         # A child process: OMP_WAIT_POLICY only takes effect if it is set before torch loads.
         cmd = [sys.executable, "-m", "ptft.cli.demo.pretrain", pretrain_dir, json.dumps(asdict(p))]
-        subprocess.run(cmd + (["--no-progress"] if args.no_progress else []), check=True)
+        subprocess.run(cmd + ([] if options.progress else ["--no-progress"]), check=True)
     checkpoints = {s: checkpoint_dir(pretrain_dir, s) for s in sorted(p.checkpoint_steps)}
     pretrain_seconds = time.perf_counter() - started
-
-    import ray
 
     from ptft.core.layout import GridLayout
     from ptft.study.plan import build_plan
     from ptft.study.spec import load_spec
     from ray_jobs.grid import run_grid
+    from ray_jobs.local_ray import owned_local_ray
 
     spec_path = write_spec(profile, checkpoints, out_dir)
     plan = build_plan(load_spec(spec_path))
     _log(f"2/3 the grid ({spec_path}): {len(plan.cells)} cells, {len(plan.trials)} trials, "
          f"{len(plan.eval_jobs)} eval jobs on a local Ray")
-    owns_ray = not ray.is_initialized()
-    try:
+    with owned_local_ray():
         report = run_grid(plan)
-    finally:
-        if owns_ray:
-            ray.shutdown()
     total = time.perf_counter() - started
     _log(f"3/3 done in {total / 60:.1f} min (pre-training {pretrain_seconds:.0f}s, "
          + ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items()) + ")")
@@ -136,6 +139,9 @@ def demo_main(argv: list[str] | None = None) -> int:
         print(report.failure_message(), file=sys.stderr)
         return 1
     return 0
+
+
+main = demo_main  # the `ptft demo` entry point (ptft/cli/main.py)
 
 
 if __name__ == "__main__":

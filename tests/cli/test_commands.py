@@ -1,0 +1,60 @@
+"""The `ptft` commands: one dispatcher, lazy imports, generated options, spec commands taking CONFIG + --set."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ptft.cli.main import COMMANDS, main
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = str(REPO / "configs" / "smoke.yaml")
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_generated_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: ptft {command}") and "--set KEY=VALUE" in out
+    assert "(default: " in out or command == "status"  # status has no options of its own
+
+
+def test_plan_imports_neither_ray_nor_torch():
+    code = ("import sys, contextlib, io\nfrom ptft.cli.main import main\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['plan', {SMOKE!r}, '--json']) == 0\n"
+            "print(sorted(m for m in ('ray', 'torch', 'transformers', 'deepspeed') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_plan_options_are_generated_and_checked_by_pydantic(capsys):
+    assert main(["plan", SMOKE, "--json", "--gpu", "a100", "--mfu", "0.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["estimate"]["gpu"] == "a100"
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", SMOKE, "--mfu", "0"])
+    assert exit_.value.code == 2
+    assert "ptft plan: error: mfu (--mfu): Input should be greater than 0" in capsys.readouterr().err
+
+
+def test_spec_commands_take_set_overrides(tmp_path, capsys):
+    storage = str(tmp_path / "grid")
+    assert main(["status", SMOKE, "--set", f"storage={storage}"]) == 0
+    assert storage in capsys.readouterr().out.replace("\n", "")
+    assert main(["run", SMOKE, "--dry-run", "--set", f"storage={storage}", "--set", "train.epochs=2"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing was launched" in out and "trials" in out
+    assert main(["status", SMOKE, "--set", "train.epoch=2"]) == 2  # the spec's own error, unchanged
+    assert "train.epoch: unknown key (did you mean 'epochs'?)" in capsys.readouterr().err
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'evaluate'" in capsys.readouterr().err
