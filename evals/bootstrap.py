@@ -1,4 +1,4 @@
-"""Seeded percentile bootstrap of a mean (the study used scipy's, unseeded; STUDY.md §5.4)."""
+"""Seeded percentile bootstrap of a mean (the study used scipy's, unseeded; docs/study.md §5.4)."""
 
 from __future__ import annotations
 

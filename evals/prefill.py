@@ -1,6 +1,6 @@
 """The context pass: one forward over a batch of contexts, sharing their common few-shot prefix.
 
-k-shot prompts of one job start with the same demonstrations (STUDY.md §5: fixed shots per task),
+k-shot prompts of one job start with the same demonstrations (docs/study.md §5: fixed shots per task),
 often most of every context. The longest token prefix a batch shares runs once, its KV cache is kept
 for the next batches that share it, and only each context's own suffix runs per row.
 

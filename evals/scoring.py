@@ -4,7 +4,7 @@ Scoring never sees batching: it hands whole request lists to `evals.loglikelihoo
 
 - classification, fixed: every candidate's full continuation log-likelihood; the best wins.
 - classification, faithful: the study's next-token argmax over the concatenated token ids of its
-  verbalizers, mapped back to the verbalizer string, then its `strip_labels` (STUDY.md §5.2).
+  verbalizers, mapped back to the verbalizer string, then its `strip_labels` (docs/study.md §5.2).
 - multiple choice: option log-likelihood; `acc` (raw) and `acc_norm` (per character, as lm-eval).
 - generation: greedy decoding, stop sequences in fixed mode only, ROUGE-L F1 (`rouge_score`).
 """
@@ -127,7 +127,7 @@ def strip_label(prediction: str, family: str, label_words: tuple[str, ...]) -> i
 
 def score_faithful_classification(lm: LoadedModel, eval_set: Any, batch_size: int = 16,
                                   progress: bool = False) -> ScoredSet:
-    """The study's next-word constrained prediction (STUDY.md §5.2)."""
+    """The study's next-word constrained prediction (docs/study.md §5.2)."""
     task = eval_set.task
     verbalizers = tuple(eval_set.faithful_verbalizers) or tuple(task.label_words or ())
     if not verbalizers:

@@ -2,7 +2,6 @@
 
     ptft submit CONFIG [--address URL] [--runtime-env cluster/runtime_env.yaml]
                        [--resume] [--set KEY=VALUE ...] [--dry-run]
-    (`python -m ray_jobs.submit ...` is the same command)
 
 `ray job submit` zips the working_dir and PUTs it to the dashboard, which refuses bodies over 100 MiB
 with an opaque error (ray#45602). This computes the upload set with Ray's own packaging helpers, reached
@@ -268,14 +267,3 @@ def submit_grid(config: str, *, runtime_env_path: str, address: str | None = Non
           f"  status:  ray job status --address {address} {job_id}\n"
           "  resume:  re-run this same command; finished trials and evals are skipped")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m ray_jobs.submit`: the same command as `ptft submit` (its parser lives in ptft/cli/submit.py)."""
-    from ptft.cli.submit import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

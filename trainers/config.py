@@ -1,6 +1,6 @@
 """`TrainConfig`: the hyperparameters of one fine-tuning trial (everything but the lr and the data).
 
-Defaults are the study's recipe (STUDY.md §4): 3 epochs, micro-batch 1 x grad-accum 8, max length 2048,
+Defaults are the study's recipe (docs/study.md §4): 3 epochs, micro-batch 1 x grad-accum 8, max length 2048,
 AdamW with weight decay 0, linear decay with warmup ratio 0.03, seed 42, ZeRO stage 3, bf16 on GPU.
 """
 

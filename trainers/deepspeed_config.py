@@ -16,7 +16,7 @@ import torch
 
 from trainers.config import TrainConfig
 
-# ZeRO-3 settings of the study's `stage3_no_offloading_accelerate.conf` (STUDY.md §4).
+# ZeRO-3 settings of the study's `stage3_no_offloading_accelerate.conf` (docs/study.md §4).
 _STAGE3 = {
     "overlap_comm": True,
     "contiguous_gradients": True,

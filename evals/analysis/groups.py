@@ -1,6 +1,6 @@
 """The study's group averages of Δ over (eval dataset, train dataset) pairs, and their slopes.
 
-Pairs are (eval dataset, training dataset), in the registry's names (STUDY §6). The official
+Pairs are (eval dataset, training dataset), in the registry's names (docs/study.md §6). The official
 multiple-choice table's `sciq` is the registry's `sciq_mc`; the SFT side's `sciq` is question generation.
 """
 

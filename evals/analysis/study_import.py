@@ -1,4 +1,4 @@
-"""Import the study's published tables (STUDY §7) into `ResultRecord`s.
+"""Import the study's published tables (docs/study.md §7) into `ResultRecord`s.
 
 Two tables, two harnesses, two sources: the main table (`all_perf_table.csv`: unnamed index,
 `model_id`, `eval dataset`, `Performance`, `std`) becomes source "study"; the official
@@ -21,8 +21,8 @@ from ptft.core import storage
 
 STUDY_BASE_MODEL = "allenai/OLMo-1B-hf"
 STUDY_MODE = "faithful"
-OFFICIAL_SHOTS = 4  # the official table records no shot count; the study's IT evals ran 4-shot (STUDY §5.5)
-STUDY_TRAIN_FORMAT = "default"  # the study trains on the default format only (STUDY §2)
+OFFICIAL_SHOTS = 4  # the official table records no shot count; the study's IT evals ran 4-shot (docs/study.md §5.5)
+STUDY_TRAIN_FORMAT = "default"  # the study trains on the default format only (docs/study.md §2)
 GENERATION_EVALS = frozenset({"xsum", "xlsum", "cnn", "socialiqa", "tweetqa", "sciq"})  # ROUGE-L; the rest accuracy
 FORMAT_SUFFIXES = (("_inputoutput", "io"), ("_instruct", "instruct"))
 OFFICIAL_RENAMES = {"sciq": "sciq_mc"}  # the MC table's sciq is multiple choice, not question generation

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -394,3 +394,25 @@ class CommandLine:
     def parse(self, argv: Sequence[str] | None) -> tuple[Any, argparse.Namespace]:
         args = self.parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         return self.build(args), args
+
+
+class _NoOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpecCommandLine(CommandLine):
+    """A command on an experiment spec: CONFIG (the spec file) and `--set` edits of the spec, plus the
+    command's own options generated from `model`."""
+
+    def __init__(self, prog: str, model: type[BaseModel] | None = None, **kwargs: Any) -> None:
+        super().__init__(prog, model or _NoOptions, config_file=False, overrides=False, **kwargs)
+        add_spec_arguments(self.parser)
+
+    def parse_plan(self, argv: Sequence[str] | None) -> tuple[Any, Any]:
+        """(options, plan), or (options, None) after the spec's errors were printed (the caller exits 2)."""
+        from ptft.study.plan import build_plan
+        from ptft.study.spec import load_spec_or_report
+
+        options, args = self.parse(argv)
+        spec = load_spec_or_report(args.config, args.overrides)
+        return options, (build_plan(spec) if spec is not None else None)

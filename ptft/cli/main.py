@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ptft.core.packages import PackageClashError, check_own_packages
+
 # name -> (help, module with main(argv) -> int)
 COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("validate a spec and print its plan and cost; launches nothing", "ptft.cli.plan_report"),
@@ -26,6 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        check_own_packages()
+    except PackageClashError as err:
+        print(f"ptft: error: {err}", file=sys.stderr)
+        return 2
     if argv and argv[0] in COMMANDS:
         return int(importlib.import_module(COMMANDS[argv[0]][1]).main(argv[1:]) or 0)
     parser = argparse.ArgumentParser(prog="ptft", description="Pre-training x fine-tuning studies on Ray.")

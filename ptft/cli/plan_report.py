@@ -10,11 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ptft.cli.flags import CommandLine, add_spec_arguments
+from ptft.cli.flags import SpecCommandLine
 from ptft.study.checkpoints import CheckpointResolutionError, RevisionResolver
 from ptft.study.estimate import GPU_PEAK_FLOPS, Estimate, estimate_plan
-from ptft.study.plan import Plan, build_plan
-from ptft.study.spec import load_spec_or_report
+from ptft.study.plan import Plan
 
 GpuName = Literal[tuple(sorted(GPU_PEAK_FLOPS))]
 
@@ -31,19 +30,12 @@ class PlanOptions(BaseModel):
     resolve: bool = Field(False, description="Resolve pre-training steps to hub revisions (needs the hub).")
 
 
-def command_line() -> CommandLine:
-    cli = CommandLine("ptft plan", PlanOptions, description=__doc__.splitlines()[0], rename={"as_json": "--json"},
-                      config_file=False, overrides=False)
-    add_spec_arguments(cli.parser)
-    return cli
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    options, args = command_line().parse(argv)
-    spec = load_spec_or_report(args.config, args.overrides)
-    if spec is None:
+    options, plan = SpecCommandLine("ptft plan", PlanOptions, description=__doc__.splitlines()[0],
+                                    rename={"as_json": "--json"}).parse_plan(argv)
+    if plan is None:
         return 2
-    plan = build_plan(spec)
+    spec = plan.spec
     estimate = estimate_plan(plan, gpu=options.gpu, mfu=options.mfu, peak_flops=options.peak_flops)
     revisions: dict[str, str] = {}
     if options.resolve:

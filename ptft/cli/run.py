@@ -10,11 +10,11 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ptft.cli.flags import CommandLine, add_spec_arguments
+from ptft.cli.flags import SpecCommandLine
 from ptft.core import storage
+from ptft.core.wandb_settings import WandbModeError
+from ptft.grid.ledger import StorageVersionError
 from ptft.study.checkpoints import CheckpointResolutionError
-from ptft.study.plan import build_plan
-from ptft.study.spec import load_spec_or_report
 
 
 class RunOptions(BaseModel):
@@ -26,19 +26,10 @@ class RunOptions(BaseModel):
     dry_run: bool = Field(False, description="Print the plan and the ledger; launch nothing.")
 
 
-def command_line() -> CommandLine:
-    cli = CommandLine("ptft run", RunOptions, description=__doc__.splitlines()[0], config_file=False,
-                      overrides=False)
-    add_spec_arguments(cli.parser)
-    return cli
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    options, args = command_line().parse(argv)
-    spec = load_spec_or_report(args.config, args.overrides)
-    if spec is None:
+    options, plan = SpecCommandLine("ptft run", RunOptions, description=__doc__.splitlines()[0]).parse_plan(argv)
+    if plan is None:
         return 2
-    plan = build_plan(spec)
     if options.dry_run:
         from ptft.cli.plan_report import print_plan
         from ptft.grid.status import print_status
@@ -51,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ray_jobs.grid import run_grid
 
         report = run_grid(plan)
-    except CheckpointResolutionError as err:
+    except (CheckpointResolutionError, StorageVersionError, WandbModeError) as err:  # before any Ray resource
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"[ptft] trials run {report.trials_run}, failed {len(report.trials_failed)}; eval jobs run "

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from ptft.cli.flags import add_spec_arguments
+from ptft.cli.flags import SpecCommandLine
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ptft.grid.status import print_status
-    from ptft.study.plan import build_plan
-    from ptft.study.spec import load_spec_or_report
 
-    parser = argparse.ArgumentParser(prog="ptft status", description=__doc__.splitlines()[0])
-    add_spec_arguments(parser)
-    args = parser.parse_args(argv)
-    spec = load_spec_or_report(args.config, args.overrides)
-    if spec is None:
+    _, plan = SpecCommandLine("ptft status", description=__doc__.splitlines()[0]).parse_plan(argv)
+    if plan is None:
         return 2
-    print_status(build_plan(spec))
+    print_status(plan)
     return 0
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ptft.cli.flags import CommandLine, add_spec_arguments
+from ptft.cli.flags import SpecCommandLine
 from ray_jobs.submit import DEFAULT_RUNTIME_ENV, submit_grid  # imports no Ray until it submits
 
 
@@ -27,15 +27,9 @@ class SubmitOptions(BaseModel):
     dry_run: bool = Field(False, description="Print the upload, the job and the raw `ray job submit` command; submit nothing.")
 
 
-def command_line() -> CommandLine:
-    cli = CommandLine("ptft submit", SubmitOptions, description=__doc__.split("\n\n")[0], config_file=False,
-                      overrides=False)
-    add_spec_arguments(cli.parser)  # CONFIG must lie inside the working_dir; --set travels to the job
-    return cli
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    options, args = command_line().parse(argv)
+    # CONFIG must lie inside the working_dir; --set travels to the job.
+    options, args = SpecCommandLine("ptft submit", SubmitOptions, description=__doc__.split("\n\n")[0]).parse(argv)
     return submit_grid(args.config, address=options.address, runtime_env_path=options.runtime_env,
                        resume=options.resume, dry_run=options.dry_run, overrides=args.overrides)
 

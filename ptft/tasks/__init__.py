@@ -1,4 +1,4 @@
-"""The vocabulary trainers and evaluators share: datasets, formats, k-shot sets (STUDY.md §1, §2, §5).
+"""The vocabulary trainers and evaluators share: datasets, formats, k-shot sets (docs/study.md §1, §2, §5).
 
     from ptft.tasks import get_task, in_domain, training_set, eval_set
     train = training_set("mnli", "default", source="mini")

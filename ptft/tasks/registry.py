@@ -1,4 +1,4 @@
-"""The dataset registry: every dataset of the study under its short name (STUDY.md §1).
+"""The dataset registry: every dataset of the study under its short name (docs/study.md §1).
 
 Split choices per mode: "faithful" is the split the study's files were built from (QQP/STS-B test
 splits whose hidden labels all become "no", RTE/TweetQA/GPT3NLI train splits); "fixed" is a
@@ -140,7 +140,7 @@ def _entries() -> list[TaskSpec]:
                  columns=_SETFIT_COLUMNS, faithful_formats=_NO_IO, eval_size=390965, tokens_per_example=55,
                  in_domain_evals=("qqp",), faithful_hidden_labels=True,
                  split_sizes={"train": 363846, "validation": 40430, "test": 390965},
-                 notes="faithful: hidden test labels (-1) all become 'no' (STUDY §1.1)",
+                 notes="faithful: hidden test labels (-1) all become 'no' (docs/study.md §1.1)",
                  **_PARA, **_SFT_SUBSET),
         TaskSpec(name="stsb", hub_id="SetFit/stsb", hub_config=None, train_split="train",
                  eval_split={"faithful": "test", "fixed": "validation"}, fewshot_split="train",

@@ -47,7 +47,7 @@ class TaskSpec:
     # Training sets: the eval sets that are its own task (in-domain); every other eval set is off-task,
     # where forgetting is read. () for eval-only datasets and for tulu (instruction tuning has none).
     in_domain_evals: tuple[str, ...] = ()
-    # faithful mode scores a hidden-label split whose golds all became one word (QQP/STS-B, STUDY §1.1)
+    # faithful mode scores a hidden-label split whose golds all became one word (QQP/STS-B, docs/study.md §1.1)
     faithful_hidden_labels: bool = False
     notes: str = ""
 
@@ -148,7 +148,7 @@ class EvalSet:
     shots: int
     examples: tuple[EvalExample, ...]
     stop_sequences: tuple[str, ...]  # generation, fixed mode only; () in faithful
-    faithful_verbalizers: tuple[str, ...]  # STUDY §5.2 next-word candidate strings
+    faithful_verbalizers: tuple[str, ...]  # docs/study.md §5.2 next-word candidate strings
     checksum: str  # sha256 over the rendered contexts/targets/candidates
     counts: dict[str, int]  # rows, scored, shots dropped, over budget, skipped ... never silent
     template_version: str = ""

@@ -118,7 +118,7 @@ def test_bad_input_exits_2_on_stderr(repo: Path, capsys, tmp_path: Path):
     assert ptft_main(["submit", "runs/paper.yaml", "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2
     assert "excluded from the upload" in capsys.readouterr().err
     outside = write(tmp_path / "elsewhere.yaml", "name: x\n")
-    assert submit.main([str(outside), "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2  # python -m ray_jobs.submit
+    assert ptft_main(["submit", str(outside), "--runtime-env", str(RUNTIME_ENV), "--dry-run"]) == 2
     assert "outside the working_dir" in capsys.readouterr().err
     env_file = write(tmp_path / "env.yaml", "working_dir: .\nenv_vars:\n  WANDB_API_KEY: abc\n")
     assert ptft_main(["submit", "configs/paper.yaml", "--runtime-env", str(env_file), "--dry-run"]) == 2

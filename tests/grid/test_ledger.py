@@ -87,3 +87,26 @@ def test_model_keys_are_folder_safe():
     assert base_model_key("step1000-tokens4B") == "base-step1000-tokens4B"
     assert base_model_key("a/b c") == "base-a_b_c"
     assert trial_model_key("abc") == "trial-abc"
+
+
+def test_a_storage_of_another_plan_version_is_refused_before_ray(plan, capsys):
+    """Ids moved with PLAN_VERSION 2: an older grid's storage is named, not silently mixed with new ids."""
+    import sys
+
+    from ptft.cli.main import main
+    from ptft.grid.ledger import StorageVersionError, check_plan_version
+    from ptft.study.plan import PLAN_VERSION
+
+    layout = GridLayout(plan.spec.storage_root())
+    check_plan_version(layout)  # a fresh storage is fine
+    storage.atomic_write_json(layout.plan_file, plan.to_json())
+    check_plan_version(layout)  # so is one this version wrote
+    old = plan.to_json()
+    del old["plan_version"]  # what version 1 wrote
+    storage.atomic_write_json(layout.plan_file, old)
+    with pytest.raises(StorageVersionError, match=f"plan version 1; this ptft plans version {PLAN_VERSION}"):
+        check_plan_version(layout)
+    spec_path = f"{plan.spec.base_dir}/ledger.yaml"
+    assert main(["run", spec_path]) == 2
+    assert "holds a grid of plan version 1" in capsys.readouterr().err
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()

@@ -73,7 +73,7 @@ def test_faithful_shots_are_the_first_items_and_are_scored() -> None:
     evals = eval_set("paws", "io", "faithful", shots=2, source="mini")
     first, second = evals.examples[0], evals.examples[1]
     prefix = first.context[: first.context.index("\n", first.context.index("\n") + 1) + 1]
-    # prefix = prompt + completion + "\n" of items 0 and 1, no join space (STUDY §5.1)
+    # prefix = prompt + completion + "\n" of items 0 and 1, no join space (docs/study.md §5.1)
     zero = eval_set("paws", "io", "faithful", shots=0, source="mini", limit=2).examples
     assert prefix == zero[0].context + first.target + "\n" + zero[1].context + second.target + "\n"
     assert all(e.context.startswith(prefix) for e in evals.examples)

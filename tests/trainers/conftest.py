@@ -1,7 +1,7 @@
 """Shared fixtures: one tiny OLMo per session and one world-size-1 gloo group per session.
 
 The process group is session-scoped on purpose: DeepSpeed caches groups, and a second
-`init_process_group` after a `destroy_process_group` in the same process fails (STACK.md §3).
+`init_process_group` after a `destroy_process_group` in the same process fails (docs/stack.md §3).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def test_study_recipe_is_the_default():
     assert ds["bf16"]["enabled"] is True
     assert ds["optimizer"] == {"type": "AdamW", "params": {"lr": 2e-6, "betas": [0.9, 0.999], "eps": 1e-8,
                                                            "weight_decay": 0.0}}
-    assert warmup_steps(cfg, 2250) == 67  # STUDY.md §4: 2,250 steps, 67 warmup
+    assert warmup_steps(cfg, 2250) == 67  # docs/study.md §4: 2,250 steps, 67 warmup
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2, 3])

@@ -8,7 +8,7 @@ before LLMBar's "### Output_1". Fixed patterns keep each format's shape and repa
 separators.
 
 Few-shot layout (`FEWSHOT`):
-- faithful: prefix = concat of prompt + completion + "\\n" over the shots (no join space, STUDY §5.1).
+- faithful: prefix = concat of prompt + completion + "\\n" over the shots (no join space, docs/study.md §5.1).
 - fixed: each shot is prompt + join + completion + "\\n\\n", the join space following the training
   rule, so a shot reads exactly like a training sequence; "\\n\\n" ends an example.
 - multiple choice (both modes, lm-eval/catwalk style): query + " " + gold option + "\\n\\n".
@@ -136,7 +136,7 @@ STOP_SEQUENCES = {
     "io": ("\n\n",),
 }
 
-# STUDY §5.2: the next-word candidate strings of eval/predict_classification.py, by family.
+# docs/study.md §5.2: the next-word candidate strings of eval/predict_classification.py, by family.
 FAITHFUL_VERBALIZERS = {
     "nli": ("entailment", "neutral", "contradiction", " entailment", " neutral", " contradiction"),
     "paraphrase": ("yes", "no", " yes", " no"),
