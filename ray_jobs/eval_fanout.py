@@ -21,7 +21,7 @@ from ptft.core.wandb_settings import WandbSettings
 from ptft.grid.ledger import GridState, eval_model_key
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Plan
-from ray_jobs.wandb_runs import init_run, run_id
+from ray_jobs.wandb_runs import finish_run, init_run, run_id
 
 
 @dataclass(frozen=True)
@@ -98,28 +98,58 @@ def evaluate_one_model(run: EvalRun) -> EvalSummary:
         wandb_run.log({"results": wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])})
         wandb_run.summary.update({f"{r.eval_dataset}/{r.eval_format}/{r.shots}shot/{r.metric}": r.value
                                   for r in records})
-        wandb_run.finish()
+    finish_run(wandb_run)
     return EvalSummary(run.key, len(records), seconds)
 
 
-def run_evals(plan: Plan, work: list[EvalRun],
-              on_done: Callable[[EvalSummary], None] | None = None) -> list[EvalSummary]:
-    """Fan `work` out as Ray tasks, at most `max_concurrent_evals` at a time."""
-    import ray
+class EvalQueue:
+    """The grid's evaluations as Ray tasks, at most `max_concurrent_evals` at once, fed while training runs:
+    base checkpoints at once, each cell's winner as soon as its cell is selected. The driver calls `add`
+    with what became ready and `poll` from Tune's loop; `drain` waits for the rest."""
 
-    res = plan.spec.resources
-    task = ray.remote(evaluate_one_model).options(
-        num_cpus=res.eval_cpus_per_worker, num_gpus=res.eval_gpus_per_worker, max_retries=1,
-    )
-    queue = list(work)
-    running: list[Any] = []
-    done: list[EvalSummary] = []
-    while queue or running:
-        while queue and len(running) < res.max_concurrent_evals:
-            running.append(task.remote(queue.pop(0)))
-        finished, running = ray.wait(running, num_returns=1)
-        summary = ray.get(finished[0])
-        done.append(summary)
-        if on_done:
-            on_done(summary)
-    return done
+    def __init__(self, plan: Plan, on_done: Callable[[EvalSummary], None] | None = None):
+        import ray
+
+        res = plan.spec.resources
+        self.limit = res.max_concurrent_evals
+        self.task = ray.remote(evaluate_one_model).options(
+            num_cpus=res.eval_cpus_per_worker, num_gpus=res.eval_gpus_per_worker, max_retries=1)
+        self.on_done = on_done
+        self.queued: list[EvalRun] = []
+        self.running: dict[Any, EvalRun] = {}
+        self.seen: set[str] = set()
+        self.done: list[EvalSummary] = []
+        self.jobs_added = 0
+
+    def add(self, work: list[EvalRun]) -> None:
+        """Queue the models not queued before (a model's jobs are all known once it is ready)."""
+        for run in work:
+            if run.key not in self.seen:
+                self.seen.add(run.key)
+                self.queued.append(run)
+                self.jobs_added += len(run.jobs)
+        self.poll()
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Collect finished tasks (waiting up to `timeout` for one) and start queued ones in their place."""
+        import ray
+
+        while self.queued and len(self.running) < self.limit:
+            run = self.queued.pop(0)
+            self.running[self.task.remote(run)] = run
+        if not self.running:
+            return
+        finished, _ = ray.wait(list(self.running), num_returns=1, timeout=timeout)
+        for ref in finished:
+            self.running.pop(ref)
+            summary = ray.get(ref)  # an evaluation that failed twice raises here, naming its model
+            self.done.append(summary)
+            if self.on_done:
+                self.on_done(summary)
+        if finished:
+            self.poll()
+
+    def drain(self) -> list[EvalSummary]:
+        while self.queued or self.running:
+            self.poll(timeout=None)
+        return self.done

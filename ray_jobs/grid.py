@@ -1,7 +1,7 @@
 """The grid on Ray: `run_grid(plan)` (the `ptft run CONFIG` command, which users give `ray job submit`).
 
-It reads like the study: plan -> train -> select ->
-evaluate -> analyze. Every stage starts from the ledger (storage markers), so re-running the same
+It reads like the study: plan -> train -> select -> evaluate -> analyze, with evaluation running beside
+training as models become ready. Every stage starts from the ledger (storage markers), so re-running the same
 command after a crash or a stop continues where it stopped and recomputes nothing that finished.
 """
 
@@ -65,9 +65,13 @@ def check_checkpoints(plan: Plan, resolver: RevisionResolver) -> None:
 
 
 def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport:
-    """Train, select, evaluate and analyze whatever the ledger says is not done yet."""
-    from ptft.grid.selection import run_selection
-    from ray_jobs.eval_fanout import pending_work, run_evals
+    """Train, select, evaluate and analyze whatever the ledger says is not done yet.
+
+    Evaluation overlaps training: base checkpoints are queued at once, and each cell's winner as soon as
+    the cell's last trial ends; Ray shares the resources between them. The analysis runs once at the end.
+    """
+    from ptft.grid.selection import run_selection, select_and_record
+    from ray_jobs.eval_fanout import EvalQueue, pending_work
     from ray_jobs.train_trials import run_trials
 
     spec = plan.spec
@@ -80,39 +84,50 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
     storage.makedirs(layout.root)
     storage.atomic_write_json(layout.plan_file, plan.to_json())
     connect_ray()
+    start = time.perf_counter()
+
+    def evaluated(summary) -> None:
+        report.eval_seconds[summary.key] = summary.seconds
+        _log(f"evaluated {summary.key}: {summary.records} records in {summary.seconds:.1f}s")
+
+    evals = EvalQueue(plan, on_done=evaluated)
+
+    def queue_ready_evals() -> None:
+        evals.add(pending_work(plan, read_state(plan, layout), layout, resolver, wandb_settings))
+
+    # Evaluate what needs no training now (base checkpoints, winners selected by an earlier run).
+    state = read_state(plan, layout)
+    done_jobs = sum(1 for s in state.evals.values() if s == "done")
+    _log(f"{done_jobs}/{len(plan.eval_jobs)} eval jobs already done")
+    queue_ready_evals()
 
     # Train: every trial without a COMPLETED marker (started ones resume from their checkpoints).
-    state = read_state(plan, layout)
     todo = [t for t in plan.trials if state.trials[t.trial_id] in ("pending", "started")]
     _log(f"{len(plan.trials) - len(todo)}/{len(plan.trials)} trials already done; training {len(todo)}")
-    start = time.perf_counter()
     if todo:
+        def trial_ended(trial_id: str) -> None:  # select its cell once all the cell's trials are finished
+            cell = plan.cell(next(t.cell_id for t in plan.trials if t.trial_id == trial_id))
+            if select_and_record(plan, cell, layout) is not None:
+                queue_ready_evals()
+
         statuses = run_trials(plan, todo, layout, resolver, wandb_settings,
-                              experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+                              experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                              on_trial_end=trial_ended, on_step=evals.poll)
         report.trials_run = len(todo)
         report.trials_failed = sorted(t for t, s in statuses.items() if s == "error"
                                       or not (storage.exists(layout.trial(t).completed)
                                               or storage.exists(layout.trial(t).early_stopped)))
     report.seconds["train"] = time.perf_counter() - start
 
-    # Select: per cell, the lr with the best validation loss.
+    # Select every cell whose trials are finished (a rerun, or cells the callbacks did not see), evaluate
+    # the rest, and wait for every evaluation.
     report.cells_selected = len(run_selection(plan, layout))
     _log(f"{report.cells_selected}/{len(plan.cells)} cells selected")
-
-    # Evaluate: base checkpoints once, then the winners (or every trial).
-    state = read_state(plan, layout)
-    work = pending_work(plan, state, layout, resolver, wandb_settings)
-    report.eval_models_run = len(work)
-    report.eval_jobs_run = sum(len(w.jobs) for w in work)
-    done_jobs = sum(1 for s in state.evals.values() if s == "done")
-    _log(f"{done_jobs}/{len(plan.eval_jobs)} eval jobs already done; running {report.eval_jobs_run} "
-         f"on {len(work)} models")
-    start = time.perf_counter()
-    if work:
-        summaries = run_evals(plan, work, on_done=lambda s: _log(
-            f"evaluated {s.key}: {s.records} records in {s.seconds:.1f}s"))
-        report.eval_seconds = {s.key: s.seconds for s in summaries}
-    report.seconds["eval"] = time.perf_counter() - start
+    queue_ready_evals()
+    tail = time.perf_counter()
+    evals.drain()
+    report.eval_models_run, report.eval_jobs_run = len(evals.done), evals.jobs_added
+    report.seconds["eval_after_train"] = time.perf_counter() - tail
 
     # Analyze: the matrices from every result record under storage.
     start = time.perf_counter()

@@ -1,5 +1,6 @@
-"""Where a trial's workers report on Ray: `RayReporter` (Ray Train's report and checkpoints) and
-`GridReporter` around it (the trial's curve, resume history and W&B run under the grid's storage).
+"""Where a trial reports on Ray: `RayReporter` (a Ray Train worker: Ray's report and checkpoints),
+`TuneReporter` (a one-worker trial inside its Tune trainable), and `GridReporter` around either (the
+trial's curve, resume history and W&B run under the grid's storage).
 
 Ray Train (V2) has already made the process group, so `train_worker` reuses it. Every rank saves its own
 DeepSpeed shards into its own temp dir and reports it; Ray merges the per-rank uploads into one checkpoint
@@ -24,7 +25,7 @@ from ptft.core import storage
 from ptft.core.layout import GridLayout
 from ptft.core.wandb_settings import WandbSettings
 from ptft.study.plan import Trial
-from ray_jobs.wandb_runs import init_run, run_id
+from ray_jobs.wandb_runs import finish_run, init_run, run_id
 
 
 class RayReporter:
@@ -50,6 +51,38 @@ class RayReporter:
         ray.train.report(clean, checkpoint=checkpoint)
 
 
+class TuneReporter:
+    """`Reporter` for a one-worker trial that trains inside its Tune trainable: metrics go to Tune (ASHA
+    reads them), checkpoints to the trial's own folder `<storage>/train/<trial_id>/`, which outlives the
+    Tune experiment, so a retry or a new driver resumes from it. Object storage is staged locally."""
+
+    def __init__(self, checkpoint_root: str, trial_id: str):
+        self.root = checkpoint_root
+        self.remote = storage.is_remote(checkpoint_root)
+        self.local = (os.path.join(tempfile.gettempdir(), "ptft-checkpoints", trial_id) if self.remote
+                      else checkpoint_root)
+
+    @contextlib.contextmanager
+    def resume_dir(self) -> Iterator[str | None]:
+        from trainers.checkpointing import has_checkpoint
+
+        if self.remote and storage.list_files(self.root):
+            storage.download_dir(self.root, self.local)
+        yield self.local if has_checkpoint(self.local) else None
+
+    @contextlib.contextmanager
+    def checkpoint_dir(self) -> Iterator[str]:
+        os.makedirs(self.local, exist_ok=True)
+        yield self.local  # save_training_state keeps only the newest tag here
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
+        from ray import tune
+
+        if checkpoint_dir is not None and self.remote:
+            storage.upload_dir(checkpoint_dir, self.root)
+        tune.report({k: v for k, v in metrics.items() if v is not None})
+
+
 # A crash injected into one trial for resume tests: "<trial_id>:<step>" (once; a marker remembers it).
 INJECT_CRASH_ENV = "PTFT_INJECT_CRASH"
 
@@ -68,7 +101,7 @@ class GridContext:
 class GridReporter:
     """Wraps the trainer's Ray reporter: records the trial's curve, logs W&B, and injects test crashes."""
 
-    def __init__(self, inner: RayReporter, grid: GridContext, rank: int):
+    def __init__(self, inner: RayReporter | TuneReporter, grid: GridContext, rank: int):
         self.inner, self.rank = inner, rank
         self.trial = grid.trial
         self.layout = GridLayout(grid.storage_root)
@@ -118,5 +151,4 @@ class GridReporter:
                 raise RuntimeError(f"injected crash in trial {self.trial.trial_id} at step {metrics['step']}")
 
     def finish(self) -> None:
-        if self.run is not None:
-            self.run.finish()
+        finish_run(self.run)

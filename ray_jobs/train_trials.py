@@ -1,15 +1,21 @@
-"""Training on Ray: one Tune trial per (cell, lr); each trial fits a `TorchTrainer` built by `torch_trainer`.
+"""Training on Ray: one Tune trial per (cell, lr). A trial trains in one of two ways:
 
-This is Ray 2.60's Train V2 pattern (docs/stack.md §4.1): a tiny Tune function trainable (the "driver")
-fits a TorchTrainer whose workers run `trainers.sft.train_worker`. Each trial's Train run is named by its
-trial id under `<storage>/train/`, so re-running the grid finds the run's checkpoint snapshot and the
-workers resume mid-training from it; a trial whose COMPLETED marker exists is never started again.
+- **in process** (one worker per trial, the default): `trainers.sft.train_worker` runs inside the Tune
+  function trainable itself, and Tune reuses that actor for the next trial, so imports, the process
+  group and the allocator are paid once per actor, not once per trial. Checkpoints go to the trial's own
+  folder `<storage>/train/<trial_id>/`; Tune's FailureConfig retries a failed trial, which resumes there.
+- **torch_trainer** (several workers per trial): Ray 2.60's Train V2 pattern (docs/stack.md §4.1): the
+  Tune trainable fits a `TorchTrainer` (built by `torch_trainer`) whose workers run `train_worker`; its
+  Train run is named by the trial id under `<storage>/train/`, so a rerun finds the run's snapshot.
+
+Either way a trial whose COMPLETED marker exists is never started again, and a rerun resumes mid-training.
 
 What crosses Ray is one typed object, `TrialRun`: Tune hands it to the driver, the driver to its workers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -38,6 +44,11 @@ class TrialRun(BaseModel):
     @property
     def trial_id(self) -> str:
         return self.job.trial_id
+
+    @property
+    def checkpoint_root(self) -> str:
+        """In process: the trial's own checkpoint folder (the torch_trainer path's Train run lives there too)."""
+        return storage.join(self.train_root, self.trial_id)
 
 
 def train_job(spec: ExperimentSpec, trial: Trial, layout: GridLayout, resolver: RevisionResolver) -> TrainJob:
@@ -111,36 +122,82 @@ def torch_trainer(run: TrialRun, callbacks: list[Any] | None = None) -> Any:
     )
 
 
-def trial_driver(tune_config: dict[str, Any]) -> None:
-    """Tune function trainable: fit one trial's TorchTrainer (it resumes from its own snapshot)."""
+def train_in_process(run: TrialRun) -> None:
+    """One-worker trial inside this process (the Tune trainable's actor), leaving nothing behind for the
+    next trial the actor runs but the imports and the process group."""
+    import gc
+
+    from ray_jobs.reporters import GridReporter, TuneReporter
+    from trainers.sft import train_worker
+
+    reporter = TuneReporter(run.checkpoint_root, run.trial_id)
+    grid_reporter = GridReporter(reporter, run.grid, rank=0) if run.grid is not None else None
+    try:
+        train_worker(run.job, grid_reporter or reporter)
+    finally:
+        if grid_reporter is not None:
+            grid_reporter.finish()
+        gc.collect()
+        from trainers.sft import release_accelerator_memory
+
+        release_accelerator_memory()
+
+
+def trial_driver(tune_config: dict[str, Any], runs: dict[str, TrialRun]) -> None:
+    """Tune function trainable: train one trial in this process, or fit its TorchTrainer. Tune's config
+    holds only the trial id (its search space is ids); the `TrialRun` objects travel via `with_parameters`."""
+    run = runs[tune_config["trial_id"]]
+    if run.resources.in_process:
+        train_in_process(run)
+        return
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    torch_trainer(tune_config["run"], callbacks=[TuneReportCallback()]).fit()
+    torch_trainer(run, callbacks=[TuneReportCallback()]).fit()
 
 
-def _progress_callback(total: int):
+def _trial_callback(total: int, layout: GridLayout, on_trial_end: Callable[[str], None] | None,
+                    on_step: Callable[[], None] | None):
     from ray.tune import Callback
 
-    class TrialProgress(Callback):
-        """One `[ptft]` line per finished trial: which, its validation loss, how many are left."""
+    class TrialEvents(Callback):
+        """One `[ptft]` line per finished trial (which, its validation loss, how many are left); marks a
+        trial ASHA stopped; tells the grid a trial ended (its cell may be ready to select and evaluate)."""
 
         def __init__(self) -> None:
             self.finished = 0
 
-        def _line(self, trial, outcome: str) -> None:
+        def _ended(self, trial, outcome: str, failed: bool) -> None:
             self.finished += 1
-            val = (trial.last_result or {}).get("val_loss")
+            result = trial.last_result or {}
+            val = result.get("val_loss")
             shown = f" val_loss {val:.4f}" if isinstance(val, (int, float)) else ""
-            name = trial.custom_trial_name or trial.trial_id
-            print(f"[ptft] trained {self.finished}/{total}: {name} {outcome}{shown}", flush=True)
+            print(f"[ptft] trained {self.finished}/{total}: {trial.custom_trial_name or trial.trial_id} "
+                  f"{outcome}{shown}", flush=True)
+            trial_id = trial.config["trial_id"]
+            if not failed:  # a failed trial is retried by the next run, never taken as finished
+                mark_early_stopped(layout, trial_id, result)
+            if on_trial_end is not None:
+                on_trial_end(trial_id)
 
         def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-            self._line(trial, "done")
+            self._ended(trial, "done", failed=False)
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
-            self._line(trial, "FAILED (rerun the same command to retry it)")
+            self._ended(trial, "FAILED (rerun the same command to retry it)", failed=True)
 
-    return TrialProgress()
+        def on_step_end(self, iteration, trials, **info) -> None:
+            if on_step is not None:
+                on_step()
+
+    return TrialEvents()
+
+
+def mark_early_stopped(layout: GridLayout, trial_id: str, metrics: dict[str, Any]) -> None:
+    """A trial that ended with metrics but no COMPLETED marker was stopped by Tune (ASHA): remember its
+    last metrics, so selection and the ledger see it as finished (it can never win)."""
+    out = layout.trial(trial_id)
+    if metrics and not storage.exists(out.completed) and not storage.exists(out.early_stopped):
+        storage.atomic_write_json(out.early_stopped, {"val_loss": metrics.get("val_loss"), "metrics": metrics})
 
 
 def _template_version(trial: Trial) -> str:
@@ -150,40 +207,46 @@ def _template_version(trial: Trial) -> str:
 
 
 def run_trials(plan: Plan, trials: list[Trial], layout: GridLayout, resolver: RevisionResolver,
-               wandb_settings: WandbSettings | None, experiment_name: str) -> dict[str, str]:
-    """Run `trials` as one Tune experiment; returns trial_id -> Tune status. Early-stopped trials get a marker."""
+               wandb_settings: WandbSettings | None, experiment_name: str,
+               on_trial_end: Callable[[str], None] | None = None,
+               on_step: Callable[[], None] | None = None) -> dict[str, str]:
+    """Run `trials` as one Tune experiment; returns trial_id -> Tune status. `on_trial_end(trial_id)` runs
+    in the driver as each trial ends, `on_step()` at every step of Tune's loop."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     spec = plan.spec
+    res = spec.resources
     runs = [trial_run(plan, t, layout, resolver, wandb_settings) for t in trials]
     names = {t.trial_id: t.name for t in trials}
     scheduler = (ASHAScheduler(time_attr="step", grace_period=max(1, spec.train.log_every), reduction_factor=2)
                  if spec.train.asha else FIFOScheduler())
+    # In process the trainable holds the trial's resources; a TorchTrainer's workers hold them instead.
+    driver_resources = ({"cpu": res.cpus_per_worker} | ({"gpu": res.gpus_per_worker} if res.gpus_per_worker else {})
+                        if res.in_process else {"cpu": 0.05})
     tuner = tune.Tuner(
-        tune.with_resources(trial_driver, {"cpu": 0.05}),
-        param_space={"run": tune.grid_search(runs)},
+        tune.with_resources(tune.with_parameters(trial_driver, runs={r.trial_id: r for r in runs}),
+                            driver_resources),
+        param_space={"trial_id": tune.grid_search([r.trial_id for r in runs])},
         tune_config=tune.TuneConfig(
             metric="val_loss", mode="min", scheduler=scheduler,
-            max_concurrent_trials=spec.resources.max_concurrent_trials,
-            trial_name_creator=lambda t: names[t.config["run"].trial_id],
-            trial_dirname_creator=lambda t: names[t.config["run"].trial_id],
+            max_concurrent_trials=res.max_concurrent_trials, reuse_actors=res.in_process,
+            trial_name_creator=lambda t: names[t.config["trial_id"]],
+            trial_dirname_creator=lambda t: names[t.config["trial_id"]],
         ),
         # Tune's own console tables are long for a grid; our callback prints one line per finished trial.
         run_config=tune.RunConfig(name=experiment_name, storage_path=layout.tune_root, verbose=0,
-                                  callbacks=[_progress_callback(len(runs))]),
+                                  callbacks=[_trial_callback(len(runs), layout, on_trial_end, on_step)],
+                                  # In process, Tune retries a failed trial; a TorchTrainer retries its workers.
+                                  failure_config=tune.FailureConfig(max_failures=res.max_failures if res.in_process else 0)),
     )
     results = tuner.fit()
     statuses: dict[str, str] = {}
     for result in results:
-        trial_id = result.config["run"].trial_id
+        trial_id = result.config["trial_id"]
         if result.error is not None:
             statuses[trial_id] = "error"
             continue
         statuses[trial_id] = "terminated"
-        out = layout.trial(trial_id)
-        if not storage.exists(out.completed) and result.metrics:
-            # Tune stopped it early (ASHA): remember its last metrics so selection and the ledger see it.
-            storage.atomic_write_json(out.early_stopped,
-                                      {"val_loss": result.metrics.get("val_loss"), "metrics": result.metrics})
+        mark_early_stopped(layout, trial_id, result.metrics or {})
     return statuses

@@ -42,3 +42,14 @@ def init_run(settings: WandbSettings | None, *, run_id: str, name: str, group: s
         settings=wandb.Settings(init_timeout=60, silent=True, console="off"),
         reinit="create_new",
     )
+
+
+def finish_run(run) -> None:
+    """Finish a run and stop this process's W&B service: Ray ends idle workers without running W&B's
+    exit hook cleanly, which otherwise prints a 'Connection lost' traceback from every such worker."""
+    if run is None:
+        return
+    import wandb
+
+    run.finish()
+    wandb.teardown()

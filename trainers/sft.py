@@ -1,7 +1,7 @@
 """The SFT recipe: one function per worker, `train_worker(job, reporter)`, read top to bottom.
 
 It runs as a single process, under `torchrun` (`torchrun --nproc_per_node N -m trainers.sft job.json`),
-or inside a Ray Train worker (`trainers.ray_adapter`). Steps:
+inside a Ray Tune trainable or a Ray Train worker (`ray_jobs/train_trials.py`). Steps:
 
 1. done already?  an output_dir with COMPLETED returns its manifest at once;
 2. distributed setup (gloo on CPU, nccl on GPU; reuses a process group that Ray or a test made);
@@ -188,7 +188,15 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         write_manifest_and_marker(job.output_dir, manifest)
     if dist.is_initialized():
         dist.barrier()
+    # The process may run the next trial (a reused Tune actor): drop the engine's hooks and buffers now.
+    engine.destroy()
     return TrainResult(job.output_dir, manifest)
+
+
+def release_accelerator_memory() -> None:
+    """Hand cached accelerator memory back between trials that share a process."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def load_training_data(job: TrainJob, tokenizer: Any) -> TrainingData:

@@ -156,3 +156,22 @@ def download_dir(uri: str, local_dir: str, files: list[tuple[str, int]] | None =
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def upload_dir(local_dir: str, uri: str) -> None:
+    """Copy a local directory to a directory URI, file by file, each file written atomically; files the
+    destination has but `local_dir` lacks are removed afterwards (a checkpoint tag that was pruned)."""
+    import pyarrow.fs as pafs
+
+    fs, inner = pafs.FileSystem.from_uri(uri)
+    base = inner.rstrip("/")
+    wanted = set()
+    for root, _, names in os.walk(local_dir):
+        for name in names:
+            rel = os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
+            wanted.add(rel)
+            with open(os.path.join(root, name), "rb") as f:
+                atomic_write_bytes(f"{uri.rstrip('/')}/{rel}", f.read())
+    for rel, _ in list_files(uri):
+        if rel not in wanted:
+            fs.delete_file(f"{base}/{rel}")

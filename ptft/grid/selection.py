@@ -56,15 +56,23 @@ def select_cell(plan: Plan, cell: Cell, layout: GridLayout) -> dict[str, Any] | 
     }
 
 
+def select_and_record(plan: Plan, cell: Cell, layout: GridLayout) -> dict[str, Any] | None:
+    """Select `cell` if all its trials are finished and write `selection/<cell_id>.json` (only when it
+    changed, so a rerun rewrites nothing); None while a trial is unfinished."""
+    record = select_cell(plan, cell, layout)
+    if record is None:
+        return None
+    path = layout.selection_file(cell.cell_id)
+    if not storage.exists(path) or storage.read_json(path) != record:
+        storage.atomic_write_json(path, record)
+    return record
+
+
 def run_selection(plan: Plan, layout: GridLayout) -> dict[str, dict[str, Any]]:
     """Select every cell whose trials are all finished; returns cell_id -> selection record."""
     selected = {}
     for cell in plan.cells:
-        record = select_cell(plan, cell, layout)
-        if record is None:
-            continue
-        path = layout.selection_file(cell.cell_id)
-        if not storage.exists(path) or storage.read_json(path) != record:
-            storage.atomic_write_json(path, record)
-        selected[cell.cell_id] = record
+        record = select_and_record(plan, cell, layout)
+        if record is not None:
+            selected[cell.cell_id] = record
     return selected

@@ -302,6 +302,10 @@ class ResourcesSpec(BaseModel):
     model_config = _STRICT
 
     workers_per_trial: int = Field(1, ge=1, description="Ray Train workers (DeepSpeed ranks) per trial.")
+    trial_launch: Literal["auto", "in_process", "torch_trainer"] = Field(
+        "auto", description="How a trial starts: 'in_process' trains inside its Tune trainable, whose process "
+        "(imports, process group) is reused by the next trial; 'torch_trainer' starts a Ray Train worker group "
+        "per trial; 'auto': in_process for one worker per trial, else torch_trainer.")
     gpus_per_worker: float = Field(1.0, ge=0)
     cpus_per_worker: float = Field(4.0, gt=0)
     max_concurrent_trials: int = Field(4, ge=1)
@@ -309,6 +313,18 @@ class ResourcesSpec(BaseModel):
     eval_gpus_per_worker: float = Field(1.0, ge=0)
     eval_cpus_per_worker: float = Field(4.0, gt=0)
     max_concurrent_evals: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _launch_fits_workers(self) -> ResourcesSpec:
+        if self.trial_launch == "in_process" and self.workers_per_trial > 1:
+            raise ValueError(f"trial_launch: 'in_process' runs one worker per trial, but workers_per_trial is "
+                             f"{self.workers_per_trial}; use 'torch_trainer' or 'auto'")
+        return self
+
+    @property
+    def in_process(self) -> bool:
+        """Whether trials train inside their Tune trainable (no worker group of their own)."""
+        return self.trial_launch == "in_process" or (self.trial_launch == "auto" and self.workers_per_trial == 1)
 
 
 class DataSpec(BaseModel):

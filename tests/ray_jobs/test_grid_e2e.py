@@ -99,10 +99,11 @@ def test_smoke_grid_survives_a_killed_driver_and_a_crashed_trial(tiny_checkpoint
     assert Path(layout.analysis_dir, "transfer.csv").is_file()
     runs = list(Path(layout.root, "wandb").glob("offline-run-*"))
     assert len(runs) >= len(plan.trials) - len(done_before)
-    # Retention: at most the latest and the best checkpoint per trial.
+    # Retention: in process, only the latest checkpoint per trial is kept (its own folder, across drivers).
+    assert plan.spec.resources.in_process
     for trial in plan.trials:
-        kept = [p for p in Path(layout.train_run(trial.trial_id)).glob("checkpoint_*") if p.is_dir()]
-        assert 1 <= len(kept) <= 2, kept
+        kept = [p for p in Path(layout.train_run(trial.trial_id)).glob("step_*") if p.is_dir()]
+        assert len(kept) == 1, kept
 
     # 4. The secret never reaches storage (configs, logs, W&B files, manifests).
     for path in files_under(Path(layout.root)):
