@@ -60,7 +60,8 @@ def build_model(folder: str, shape: dict[str, int], vocab_size: int) -> str:
     return folder
 
 
-def run_ptft(model_dir: str, data_dir: str, out_dir: str, stage: int, packing: bool, args) -> dict[str, Any]:
+def run_ptft(model_dir: str, data_dir: str, out_dir: str, stage: int, packing: bool, args,
+             attn: str | None = None) -> dict[str, Any]:
     """One bare `train_worker` run; tokens/s and MFU averaged over the report windows after the first."""
     from trainers.config import TrainConfig
     from trainers.sft import LocalReporter, TrainJob, train_worker
@@ -73,14 +74,14 @@ def run_ptft(model_dir: str, data_dir: str, out_dir: str, stage: int, packing: b
                       max_length=args.max_length, max_steps=args.steps, log_every=args.log_every, val_size=0,
                       checkpoint_every=None, epochs=100, peak_flops=args.peak_flops,
                       gradient_checkpointing=args.gradient_checkpointing,
-                      pad_to_multiple_of=args.pad_to_multiple_of)
-    job = TrainJob(trial_id=f"bench-z{stage}-p{int(packing)}", cell_id="bench", model=model_dir,
+                      pad_to_multiple_of=args.pad_to_multiple_of, attn_implementation=attn)
+    job = TrainJob(trial_id=f"bench-z{stage}-p{int(packing)}-{attn or 'default'}", cell_id="bench", model=model_dir,
                    dataset="mnli", data_source=data_dir, lr=1e-5, config=cfg, output_dir=out_dir)
     reporter = Quiet(job)
     train_worker(job, reporter)
     windows = reporter.history[1:] or reporter.history
     best = max(windows, key=lambda m: m["tokens_per_s"])  # least disturbed by other load on the machine
-    return {"stage": stage, "packing": packing, "tokens_per_s": best["tokens_per_s"],
+    return {"stage": stage, "packing": packing, "attn": attn or "default", "tokens_per_s": best["tokens_per_s"],
             "tokens_per_s_padded": best["tokens_per_s_padded"], "mfu": best["mfu"],
             "tokens_per_s_mean": sum(m["tokens_per_s"] for m in windows) / len(windows),
             "peak_memory_gib": max(m["peak_memory_bytes"] for m in reporter.history) / 2**30}
@@ -153,9 +154,12 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--peak-flops", type=float, default=None, help="override the per-GPU bf16 peak")
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--attn", nargs="+", default=[None], metavar="IMPL",
+                        help="attention implementations to compare (sdpa, flex_attention, flash_attention_2, eager)")
     parser.add_argument("--pad-to-multiple-of", type=int, default=None,
                         help="batch width multiple (default: 64 on GPU, 32 on CPU, where every new shape is slow)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the discarded warm-up run")
+    parser.add_argument("--packing", choices=("both", "on", "off"), default="both")
     parser.add_argument("--no-baseline", action="store_true", help="CPU: skip the transformers.Trainer run")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -181,32 +185,38 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ptft-bench-") as tmp:
         model_dir = build_model(os.path.join(tmp, "model"), shape, vocab)
         data_dir = write_rows(os.path.join(tmp, "data"), n_rows, *words)
+        layouts = {"both": (False, True), "on": (True,), "off": (False,)}[args.packing]
         if not args.no_warmup:  # one discarded run per layout: first-touch costs of shapes, allocator, threads
-            for packing in (False, True):
-                run_ptft(model_dir, data_dir, os.path.join(tmp, f"warmup-{packing}"), args.stages[0], packing, args)
+            for packing in layouts:
+                run_ptft(model_dir, data_dir, os.path.join(tmp, f"warmup-{packing}"), args.stages[0], packing, args,
+                         args.attn[0])
         baseline = None
         if not on_gpu and not args.no_baseline:
             baseline = run_hf_trainer(model_dir, data_dir, os.path.join(tmp, "hf"), args)
             print(json.dumps(baseline), flush=True)
-        for stage in args.stages:
-            for packing in (False, True):
-                out = os.path.join(tmp, f"out-z{stage}-p{int(packing)}")
-                results.append(run_ptft(model_dir, data_dir, out, stage, packing, args))
-                print(json.dumps(results[-1]), flush=True)
-                gc.collect()
-                if on_gpu:
-                    torch.cuda.empty_cache()
+        for stage, packing, attn in itertools.product(args.stages, layouts, args.attn):
+            out = os.path.join(tmp, f"out-z{stage}-p{int(packing)}-{attn}")
+            try:
+                results.append(run_ptft(model_dir, data_dir, out, stage, packing, args, attn))
+            except (ImportError, ValueError, NotImplementedError, RuntimeError) as err:  # a kernel this machine lacks
+                print(json.dumps({"stage": stage, "packing": packing, "attn": attn, "skipped": str(err)[:200]}))
+                continue
+            print(json.dumps(results[-1]), flush=True)
+            gc.collect()
+            if on_gpu:
+                torch.cuda.empty_cache()
         if baseline is not None:
             for r in results:
                 r["vs_hf_trainer"] = r["tokens_per_s"] / baseline["tokens_per_s"]
             results.append(baseline)
 
-    print(f"\n{'zero':>10} {'packing':>8} {'tokens/s':>10} {'tok/s padded':>13} {'MFU':>7} {'vs HF':>7}")
+    print(f"\n{'zero':>10} {'packing':>8} {'attention':>18} {'tokens/s':>10} {'tok/s padded':>13} {'MFU':>7} {'vs HF':>7}")
     for r in results:
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
         ratio = f"{r['vs_hf_trainer']:.2f}" if "vs_hf_trainer" in r else "-"
         padded = f"{r['tokens_per_s_padded']:.0f}" if "tokens_per_s_padded" in r else "-"
-        print(f"{r['stage']!s:>10} {r['packing']!s:>8} {r['tokens_per_s']:>10.0f} {padded:>13} {mfu:>7} {ratio:>7}")
+        print(f"{r['stage']!s:>10} {r['packing']!s:>8} {r.get('attn', '-'):>18} {r['tokens_per_s']:>10.0f} {padded:>13} "
+              f"{mfu:>7} {ratio:>7}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -38,5 +38,8 @@ class TrainConfig(BaseModel):
     adam_betas: tuple[float, float] = defines((0.9, 0.999), description="AdamW betas (torch defaults).")
     adam_eps: float = defines(1e-8, gt=0.0, description="AdamW epsilon (torch default).")
     gradient_checkpointing: bool = setting(False, description="Recompute activations in backward to save memory.")
+    attn_implementation: Literal["sdpa", "eager", "flex_attention", "flash_attention_2"] | None = setting(
+        None, description="Attention kernels (transformers' attn_implementation); null: the model's default (sdpa). "
+        "Kernels agree to float tolerance, so this is a setting.")
     peak_flops: float | None = setting(
         None, gt=0.0, description="Per-device peak FLOP/s for MFU; null: look the device up in the table.")

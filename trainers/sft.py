@@ -114,7 +114,8 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     # Model and engine.
     import deepspeed
 
-    model = AutoModelForCausalLM.from_pretrained(job.model, revision=job.revision, dtype=torch.float32)
+    attention = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(job.model, revision=job.revision, dtype=torch.float32, **attention)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()

@@ -36,6 +36,8 @@ def _other_value(info: FieldInfo, current: Any = None) -> Any:
         return default / 2 if default else 0.5
     if isinstance(default, tuple):
         return tuple(x * 0.9 for x in default)
+    if default is None and args and typing.get_origin(args[0]) is Literal:
+        return typing.get_args(args[0])[0]
     if default is None and args:
         kind = typing.get_origin(args[0]) or args[0]
         return {int: 7, float: 1e12, str: "cpu"}[kind]

@@ -1,8 +1,8 @@
 """The demo's two sizes (full and `--quick`) and the grid spec each one writes.
 
-Budget on a 2-core CPU box: every Ray Train trial pays ~20-40 s of fixed cost (worker spawn, imports,
-DeepSpeed setup) and two run at a time; every evaluated model pays ~10-20 s. So the grid stays small in
-trials and models, and the pre-training is what buys the structure in the results.
+Budget on a 2-core CPU box: a trial trains in a reused Tune actor (about 2 s of fixed cost each, two at
+a time) and every evaluated model pays a few seconds to load; the pre-training is what buys the
+structure in the results, and takes the largest share of the demo's time.
 """
 
 from __future__ import annotations
@@ -44,8 +44,7 @@ class DemoProfile:
 FULL = DemoProfile(
     name="demo",
     pretrain=PretrainConfig(),
-    # mnli shows lr selection (two lrs); paws and xsum run at one lr each, as the study fixes xsum's:
-    # 3 trials fewer keeps the whole demo under 10 minutes on 2 cores (each trial costs ~50 s of startup).
+    # mnli shows lr selection (two lrs); paws and xsum run at one lr each, as the study fixes xsum's.
     train_datasets=("mnli", {"name": "paws", "learning_rates": [3e-3]}, {"name": "xsum", "learning_rates": [2e-3]}),
     learning_rates=(1e-3, 3e-3),
     eval_formats=("default", "instruct"),
