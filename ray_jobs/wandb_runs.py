@@ -7,7 +7,9 @@ online or offline in `auto` mode) and never copies it into a config, a log line 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+import time
 from typing import Any
 
 from ptft.core import storage
@@ -27,21 +29,37 @@ def run_id(*parts: str) -> str:
 
 
 def init_run(settings: WandbSettings | None, *, run_id: str, name: str, group: str | None,
-             job_type: str, config: dict[str, Any]):
-    """Start (or resume) a run; returns None when W&B is disabled."""
-    if settings is None:
-        return None
-    if settings.mode == "disabled":
+             job_type: str, config: dict[str, Any], wait_in_use_s: float = 60.0):
+    """Start (or resume) a run; returns None when W&B is disabled.
+
+    Each run gets a W&B service of its own process: a Ray worker inherits `WANDB_SERVICE` from a driver
+    that had used W&B, and through that shared service a run of a killed attempt stays "in use" for its
+    retry. `finish_run` stops the service again. Should a run still be held, this waits for it, then goes
+    on without W&B for this run rather than fail the work it logs.
+    """
+    if settings is None or settings.mode == "disabled":
         return None
     import wandb
 
+    os.environ.pop("WANDB_SERVICE", None)  # never another process's service (see above)
     os.makedirs(settings.dir, exist_ok=True)
-    return wandb.init(
-        project=settings.project, entity=settings.entity, mode=settings.mode, dir=settings.dir,
-        id=run_id, resume="allow", name=name, group=group, job_type=job_type, config=config,
-        settings=wandb.Settings(init_timeout=60, silent=True, console="off"),
-        reinit="create_new",
-    )
+    deadline = time.monotonic() + wait_in_use_s
+    while True:
+        try:
+            return wandb.init(
+                project=settings.project, entity=settings.entity, mode=settings.mode, dir=settings.dir,
+                id=run_id, resume="allow", name=name, group=group, job_type=job_type, config=config,
+                settings=wandb.Settings(init_timeout=60, silent=True, console="off"),
+                reinit="create_new",
+            )
+        except Exception as err:  # wandb raises its own ServerResponseError, not part of its public API
+            if "in use" not in str(err):
+                raise
+            if time.monotonic() > deadline:
+                print(f"[ptft] warning: W&B run {run_id} ({name}) is still held by an earlier attempt after "
+                      f"{wait_in_use_s:.0f}s; this run goes on without W&B logging", file=sys.stderr, flush=True)
+                return None
+            time.sleep(2.0)
 
 
 def finish_run(run) -> None:

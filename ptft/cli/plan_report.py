@@ -120,10 +120,26 @@ def print_plan(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None 
     console.print(f"  parameters            {n}")
     console.print(f"  training tokens       {_si(estimate.train_tokens)}  ->  {_si(estimate.train_flops)}FLOP (6·N·tokens)")
     console.print(f"  eval tokens           {_si(estimate.eval_tokens)}  ->  {_si(estimate.eval_flops)}FLOP (2·N·tokens)")
-    if estimate.gpu_hours is not None:
-        console.print(f"  GPU-hours             {estimate.gpu_hours:.1f} on {estimate.gpu.upper()} "
-                      f"(peak {_si(estimate.peak_flops)}FLOP/s, MFU {estimate.mfu:.0%})")
+    rows = "registry split sizes" if estimate.data_source == "hub" else "rows counted in the local files"
+    console.print(f"  rows from             {rows}")
+    wall = estimate.wall
+    if wall is not None and wall.where == "gpu":
+        console.print(f"  GPU-hours             train {estimate.train_gpu_hours:.1f} + eval {estimate.eval_gpu_hours:.1f} "
+                      f"on {estimate.gpu.upper()} (peak {_si(estimate.peak_flops)}FLOP/s, MFU {estimate.mfu:.0%})")
+    if wall is not None:
+        console.print(f"  {'wall clock (' + wall.where + ')':<22}train ~{_duration(wall.train_wall_s)} ({len(plan.trials)} trials, "
+                      f"{wall.train_concurrency} at a time), eval ~{_duration(wall.eval_wall_s)} "
+                      f"({len(plan.eval_models())} models, {wall.eval_concurrency} at a time; it overlaps training)")
+        console.print(f"  [dim]throughput: {wall.throughput_source}[/dim]")
     console.print("[dim]plan only: nothing was launched[/dim]")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _unresolved(ref) -> str:

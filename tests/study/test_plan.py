@@ -137,3 +137,47 @@ def test_plan_cli_table_and_errors(capsys, tmp_path):
     assert main(["plan", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "train.datasets[0]: unknown dataset 'mlni' (did you mean 'mnli'?)" in err
+
+
+def test_mini_data_is_costed_as_mini(smoke_raw):
+    from ptft import tasks
+    from ptft.study.estimate import _train_rows
+
+    mnli = tasks.get_task("mnli")
+    assert _train_rows(mnli, "mini") == len(tasks.load_rows("mnli", mnli.train_split, "mini"))
+    assert _train_rows(mnli, "mini") < _train_rows(mnli, "hub")
+    unlimited = edited(smoke_raw, eval__limit=None)  # with a limit both count `limit` rows per set
+    mini = estimate_plan(plan_of(unlimited))
+    hub = estimate_plan(plan_of(edited(unlimited, data__source="hub")))
+    assert mini.data_source == "local" and hub.data_source == "hub"
+    assert mini.eval_tokens < hub.eval_tokens
+
+
+def test_cpu_grid_gets_a_wall_clock_from_measured_throughput(smoke_raw, tmp_path):
+    from ptft.core import storage
+    from ptft.core.layout import GridLayout
+    from ptft.study.estimate import CPU_THROUGHPUT
+
+    raw = edited(smoke_raw, storage=str(tmp_path / "grid"), model__num_params=1_000_000)
+    plan = plan_of(raw)
+    assert plan.spec.resources.gpus_per_worker == 0
+    recorded = estimate_plan(plan).wall
+    assert recorded.where == "cpu" and recorded.throughput_source.startswith("CPU_THROUGHPUT")
+    expected = (6.0 * 1_000_000 * estimate_plan(plan).train_tokens / CPU_THROUGHPUT.train_flops_per_s
+                + len(plan.trials) * CPU_THROUGHPUT.trial_fixed_s["in_process"])
+    assert recorded.train_seconds == pytest.approx(expected)
+    # Once trials finish, their own manifests set the rate: here one ran 10x slower than the recorded one.
+    out = GridLayout(plan.spec.storage_root()).trial(plan.trials[0].trial_id)
+    rate = CPU_THROUGHPUT.train_flops_per_s / 10
+    storage.atomic_write_json(out.manifest, {"tokens": {"real": 1000, "train_seconds": 6.0 * 1e6 * 1000 / rate}})
+    storage.atomic_write_text(out.completed, "")
+    measured = estimate_plan(plan).wall
+    assert measured.throughput_source == "measured in this grid's storage"
+    assert measured.train_seconds > 5 * recorded.train_seconds
+
+
+def test_gpu_grid_splits_train_and_eval_hours(paper_raw):
+    est = estimate_plan(plan_of(paper_raw), gpu="h100", mfu=0.5)
+    assert est.wall.where == "gpu"
+    assert est.train_gpu_hours + est.eval_gpu_hours == pytest.approx(est.gpu_hours)
+    assert est.wall.train_wall_s == pytest.approx(est.train_gpu_hours * 3600 / est.wall.train_concurrency)
