@@ -149,7 +149,10 @@ class EvalQueue:
         if finished:
             self.poll()
 
-    def drain(self) -> list[EvalSummary]:
+    def drain(self, on_wait: Callable[[], None] | None = None, wake_every_s: float = 15.0) -> list[EvalSummary]:
+        """Wait for every queued and running evaluation; `on_wait` runs at least every `wake_every_s`."""
         while self.queued or self.running:
-            self.poll(timeout=None)
+            self.poll(timeout=wake_every_s)
+            if on_wait is not None:
+                on_wait()
         return self.done

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ptft.core import storage
 from ptft.core.layout import GridLayout
+from ptft.grid.lease import GridLease
 from ptft.grid.ledger import check_plan_version, read_state
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Plan
@@ -67,23 +68,34 @@ def check_checkpoints(plan: Plan, resolver: RevisionResolver) -> None:
 def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport:
     """Train, select, evaluate and analyze whatever the ledger says is not done yet.
 
-    Evaluation overlaps training: base checkpoints are queued at once, and each cell's winner as soon as
-    the cell's last trial ends; Ray shares the resources between them. The analysis runs once at the end.
+    Everything that can be checked is checked before Ray is asked for anything; one driver at a time
+    holds the grid (its lease in storage). Evaluation overlaps training: base checkpoints are queued at
+    once, and each cell's winner as soon as the cell's last trial ends; Ray shares the resources between
+    them. The analysis runs once at the end.
     """
+    spec = plan.spec
+    layout = GridLayout(spec.storage_root())
+    resolver = resolver or RevisionResolver()
+    check_checkpoints(plan, resolver)
+    check_plan_version(layout)
+    wandb_settings = settings_for(spec, layout.root)
+    storage.makedirs(layout.root)
+    with GridLease(layout) as lease:
+        for note in lease.notes:
+            _log(note)
+        storage.atomic_write_json(layout.plan_file, plan.to_json())
+        connect_ray()
+        return _run_stages(plan, layout, resolver, wandb_settings, lease)
+
+
+def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wandb_settings,
+                lease: GridLease) -> GridReport:
     from ptft.grid.selection import run_selection, select_and_record
     from ray_jobs.eval_fanout import EvalQueue, pending_work
     from ray_jobs.train_trials import run_trials
 
     spec = plan.spec
-    layout = GridLayout(spec.storage_root())
-    resolver = resolver or RevisionResolver()
     report = GridReport()
-    check_checkpoints(plan, resolver)
-    check_plan_version(layout)
-    wandb_settings = settings_for(spec, layout.root)
-    storage.makedirs(layout.root)
-    storage.atomic_write_json(layout.plan_file, plan.to_json())
-    connect_ray()
     start = time.perf_counter()
 
     def evaluated(summary) -> None:
@@ -91,18 +103,25 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
         _log(f"evaluated {summary.key}: {summary.records} records in {summary.seconds:.1f}s")
 
     evals = EvalQueue(plan, on_done=evaluated)
+    verified: set[str] = set()  # records verified in this run (read_state runs after every trial)
 
     def queue_ready_evals() -> None:
-        evals.add(pending_work(plan, read_state(plan, layout), layout, resolver, wandb_settings))
+        evals.add(pending_work(plan, read_state(plan, layout, verified), layout, resolver, wandb_settings))
+
+    def tick() -> None:  # every step of Tune's loop and of the wait for evaluations
+        lease.beat()
+        evals.poll()
 
     # Evaluate what needs no training now (base checkpoints, winners selected by an earlier run).
-    state = read_state(plan, layout)
+    state = read_state(plan, layout, verified)
+    for problem in state.problems:
+        _log(f"not trusting a marker, redoing its work: {problem}")
     done_jobs = sum(1 for s in state.evals.values() if s == "done")
     _log(f"{done_jobs}/{len(plan.eval_jobs)} eval jobs already done")
     queue_ready_evals()
 
     # Train: every trial without a COMPLETED marker (started ones resume from their checkpoints).
-    todo = [t for t in plan.trials if state.trials[t.trial_id] in ("pending", "started")]
+    todo = [t for t in plan.trials if state.trials[t.trial_id] in ("pending", "started", "invalid")]
     _log(f"{len(plan.trials) - len(todo)}/{len(plan.trials)} trials already done; training {len(todo)}")
     if todo:
         def trial_ended(trial_id: str) -> None:  # select its cell once all the cell's trials are finished
@@ -112,7 +131,7 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
 
         statuses = run_trials(plan, todo, layout, resolver, wandb_settings,
                               experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                              on_trial_end=trial_ended, on_step=evals.poll)
+                              on_trial_end=trial_ended, on_step=tick)
         report.trials_run = len(todo)
         report.trials_failed = sorted(t for t, s in statuses.items() if s == "error"
                                       or not (storage.exists(layout.trial(t).completed)
@@ -125,7 +144,7 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
     _log(f"{report.cells_selected}/{len(plan.cells)} cells selected")
     queue_ready_evals()
     tail = time.perf_counter()
-    evals.drain()
+    evals.drain(on_wait=lease.beat)
     report.eval_models_run, report.eval_jobs_run = len(evals.done), evals.jobs_added
     report.seconds["eval_after_train"] = time.perf_counter() - tail
 

@@ -8,6 +8,7 @@ shards gathered), a manifest, and a COMPLETED marker written last, all through `
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -21,7 +22,10 @@ import torch.distributed as dist
 
 import ptft
 from ptft.core import storage
+from ptft.core.integrity import train_output_problem
 from ptft.core.layout import TrainOutput
+
+log = logging.getLogger(__name__)
 
 _TAG_PREFIX = "step_"
 
@@ -118,9 +122,13 @@ def publish_dir(local_dir: str, dest: str) -> None:
 
 
 def read_completed(output_dir: str) -> dict[str, Any] | None:
-    """The stored manifest when `output_dir` has a COMPLETED marker, else None."""
+    """The stored manifest when `output_dir` has a COMPLETED marker that verifies, else None."""
     out = TrainOutput(output_dir)
     if not storage.exists(out.completed):
+        return None
+    problem = train_output_problem(out)
+    if problem is not None:  # the marker vouches for a model that is gone or changed: train again
+        log.warning("not trusting %s: %s; training again", out.completed, problem)
         return None
     return storage.read_json(out.manifest)
 

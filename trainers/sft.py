@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ptft.core.integrity import model_files
+from ptft.core.layout import TrainOutput
 from trainers.checkpointing import (
     code_version,
     export_model,
@@ -186,6 +188,7 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     export_model(engine, tokenizer, job.output_dir, cfg.zero_stage)
     manifest = _manifest(job, data, metrics, state, total_steps, world_size, ds_config)
     if rank == 0:
+        manifest["model_files"] = model_files(TrainOutput(job.output_dir).model)  # what COMPLETED vouches for
         write_manifest_and_marker(job.output_dir, manifest)
     if dist.is_initialized():
         dist.barrier()

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ptft.cli.flags import SpecCommandLine
 from ptft.core import storage
 from ptft.core.wandb_settings import WandbModeError
+from ptft.grid.lease import GridBusyError
 from ptft.grid.ledger import StorageVersionError
 from ptft.study.checkpoints import CheckpointResolutionError
 
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ray_jobs.grid import run_grid
 
         report = run_grid(plan)
-    except (CheckpointResolutionError, StorageVersionError, WandbModeError) as err:  # before any Ray resource
+    except (CheckpointResolutionError, StorageVersionError, WandbModeError, GridBusyError) as err:  # before Ray
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"[ptft] trials run {report.trials_run}, failed {len(report.trials_failed)}; eval jobs run "

@@ -5,6 +5,7 @@ output folder have the same shape whether a grid made them or a user ran `ptft e
 reader and writer goes through these names, and the markers here are the ledger's only truth.
 
     <storage>/plan.json                          the plan as last run (ids and fields)
+    <storage>/LEASE.json                         the driver running the grid now (host, pid, heartbeat)
     <storage>/trials/<trial_id>/                 one trial's output folder (`TrainOutput`):
         model/                                   the exported model (HF format)
         manifest.json                            final metrics and provenance
@@ -109,6 +110,10 @@ class GridLayout:
     @property
     def plan_file(self) -> str:
         return storage.join(self.root, "plan.json")
+
+    @property
+    def lease_file(self) -> str:
+        return storage.join(self.root, "LEASE.json")
 
     def trial(self, trial_id: str) -> TrainOutput:
         return TrainOutput(storage.join(self.root, "trials", trial_id))

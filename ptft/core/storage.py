@@ -175,3 +175,19 @@ def upload_dir(local_dir: str, uri: str) -> None:
     for rel, _ in list_files(uri):
         if rel not in wanted:
             fs.delete_file(f"{base}/{rel}")
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Delete one file (local or object storage); a missing file is not an error."""
+    path = str(path)
+    if is_remote(path):
+        fs, inner = _filesystem(path)
+        try:
+            fs.delete_file(inner)
+        except FileNotFoundError:
+            pass
+        return
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

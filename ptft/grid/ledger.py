@@ -10,16 +10,19 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ptft.core import storage
+from ptft.core.integrity import record_problem, train_output_problem
 from ptft.core.layout import GridLayout, base_model_key, trial_model_key
 from ptft.study.plan import PLAN_VERSION, Plan, PlannedEval
 
 
 @dataclass
 class GridState:
-    trials: dict[str, str] = field(default_factory=dict)  # done | early_stopped | started | pending
+    trials: dict[str, str] = field(default_factory=dict)  # done | early_stopped | invalid | started | pending
     cells: dict[str, str] = field(default_factory=dict)  # selected | training | pending
     evals: dict[str, str] = field(default_factory=dict)  # done | ready | waiting
     winners: dict[str, str] = field(default_factory=dict)  # cell_id -> winning trial_id
+    # Markers that did not verify, path-level reasons: their work is redone (trials retrain, evals rerun).
+    problems: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, Counter]:
         return {"trials": Counter(self.trials.values()), "cells": Counter(self.cells.values()),
@@ -56,12 +59,20 @@ def check_plan_version(layout: GridLayout) -> None:
             f"{PLAN_VERSION}, whose ids differ. Use a new storage folder (or delete this one).")
 
 
-def read_state(plan: Plan, layout: GridLayout) -> GridState:
+def read_state(plan: Plan, layout: GridLayout, verified: set[str] | None = None) -> GridState:
+    """Every trial's, cell's and eval job's state from the markers, each marker verified first.
+
+    `verified` caches record paths that verified earlier in the same run (a grid reads its state after
+    every trial; records are written once and only replaced by a recomputation)."""
     state = GridState()
     started = set(storage.list_dir(layout.train_root))
     for trial in plan.trials:
         out = layout.trial(trial.trial_id)
-        if storage.exists(out.completed):
+        problem = train_output_problem(out)
+        if problem is not None:  # COMPLETED, but what it vouches for does not verify: train it again
+            state.trials[trial.trial_id] = "invalid"
+            state.problems.append(f"trial {trial.trial_id}: {problem}")
+        elif storage.exists(out.completed):
             state.trials[trial.trial_id] = "done"
         elif storage.exists(out.early_stopped):
             state.trials[trial.trial_id] = "early_stopped"
@@ -84,10 +95,28 @@ def read_state(plan: Plan, layout: GridLayout) -> GridState:
         if key is None:
             trial_ready = job.trial_id is not None and state.trials.get(job.trial_id) == "done"
             state.evals[job.job_id] = "ready" if trial_ready else "waiting"
-        elif storage.exists(layout.evals(key).record(job.job_id)):
+        elif _record_verifies(layout.evals(key).record(job.job_id), job.job_id, state, verified):
             state.evals[job.job_id] = "done"
-        elif job.trial_id is not None and state.trials.get(job.trial_id) != "done":
-            state.evals[job.job_id] = "waiting"
+        elif state.trials.get(job.trial_id or _winner(key)) not in (None, "done"):
+            state.evals[job.job_id] = "waiting"  # its model is not (or no longer) trained
         else:
             state.evals[job.job_id] = "ready"
     return state
+
+
+def _winner(model_key: str) -> str | None:
+    return model_key[len(trial_model_key("")):] if model_key.startswith(trial_model_key("")) else None
+
+
+def _record_verifies(path: str, job_id: str, state: GridState, verified: set[str] | None) -> bool:
+    if verified is not None and path in verified:
+        return True
+    problem = record_problem(path, job_id)
+    if problem is not None:
+        state.problems.append(f"eval job {job_id}: {problem}")
+        return False
+    if not storage.exists(path):
+        return False
+    if verified is not None:
+        verified.add(path)
+    return True

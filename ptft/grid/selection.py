@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from ptft.core import storage
+from ptft.core.integrity import train_output_problem
 from ptft.core.layout import GridLayout
 from ptft.study.plan import Cell, Plan
 
@@ -21,7 +22,7 @@ def read_curve(layout: GridLayout, trial_id: str) -> list[dict[str, Any]]:
 
 def _final_metrics(layout: GridLayout, trial_id: str) -> tuple[str, dict[str, Any]] | None:
     out = layout.trial(trial_id)
-    if storage.exists(out.completed):
+    if storage.exists(out.completed) and train_output_problem(out) is None:
         return "completed", storage.read_json(out.manifest)
     if storage.exists(out.early_stopped):
         return "early_stopped", storage.read_json(out.early_stopped)

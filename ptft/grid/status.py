@@ -41,4 +41,6 @@ def print_status(plan: Plan, state: GridState | None = None) -> GridState:
     console.print(table)
     base = Counter(state.evals[j.job_id] for j in plan.eval_jobs if j.model_kind == "base")
     console.print(f"base-checkpoint evals: {base.get('done', 0)}/{sum(base.values())} done")
+    for problem in state.problems:
+        console.print(f"[yellow]not trusted, will be redone:[/yellow] {problem}")
     return state

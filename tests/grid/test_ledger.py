@@ -23,8 +23,13 @@ def plan(tmp_path):
 
 
 def complete(layout, trial_id, val_loss):
-    storage.atomic_write_json(layout.trial(trial_id).manifest, {"trial_id": trial_id, "val_loss": val_loss})
-    storage.atomic_write_text(layout.trial(trial_id).completed, "")
+    """A finished trial as the trainer leaves it: the model's files, a manifest listing them, COMPLETED."""
+    out = layout.trial(trial_id)
+    storage.atomic_write_text(storage.join(out.model, "config.json"), "{}")
+    storage.atomic_write_bytes(storage.join(out.model, "model.safetensors"), b"w" * 64)
+    storage.atomic_write_json(out.manifest, {"trial_id": trial_id, "val_loss": val_loss,
+                                             "model_files": {"config.json": 2, "model.safetensors": 64}})
+    storage.atomic_write_text(out.completed, "")
 
 
 def test_fresh_grid_is_all_pending(plan):
@@ -64,7 +69,8 @@ def test_started_trials_and_done_evals(plan):
     trial = plan.trials[0]
     storage.atomic_write_json(storage.join(layout.train_run(trial.trial_id), "checkpoint_manager_snapshot.json"), {})
     job = next(j for j in plan.eval_jobs if j.model_kind == "base")
-    storage.atomic_write_json(layout.evals(base_model_key(job.checkpoint)).record(job.job_id), {"value": 1})
+    storage.atomic_write_json(layout.evals(base_model_key(job.checkpoint)).record(job.job_id),
+                              {"job_id": job.job_id, "value": 1.0})
     state = read_state(plan, layout)
     assert state.trials[trial.trial_id] == "started"
     assert state.cells[trial.cell_id] == "training"
@@ -110,3 +116,52 @@ def test_a_storage_of_another_plan_version_is_refused_before_ray(plan, capsys):
     assert main(["run", spec_path]) == 2
     assert "holds a grid of plan version 1" in capsys.readouterr().err
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def _finish_cell(plan, layout):
+    cell = plan.cells[0]
+    for i, trial in enumerate(plan.trials_of(cell.cell_id)):
+        complete(layout, trial.trial_id, 1.0 + i)
+    run_selection(plan, layout)
+    return cell, plan.trials_of(cell.cell_id)[0]  # the winner: lowest val_loss
+
+
+def test_a_truncated_record_is_not_done_and_is_said(plan):
+    layout = GridLayout(plan.spec.storage_root())
+    job = next(j for j in plan.eval_jobs if j.model_kind == "base")
+    record = layout.evals(base_model_key(job.checkpoint)).record(job.job_id)
+    text = json.dumps({"job_id": job.job_id, "value": 0.5, "metric": "accuracy"})
+    storage.atomic_write_text(record, text)
+    assert read_state(plan, layout).evals[job.job_id] == "done"
+    storage.atomic_write_text(record, text[: len(text) // 2])  # cut in half, as a crash or a full disk does
+    state = read_state(plan, layout)
+    assert state.evals[job.job_id] == "ready"  # evaluated again, not skipped
+    assert any(record in p and "does not parse" in p for p in state.problems)
+    storage.atomic_write_text(record, json.dumps({"job_id": "another-job", "value": 0.5}))
+    assert read_state(plan, layout).evals[job.job_id] == "ready"
+
+
+@pytest.mark.parametrize("damage", ["delete_model", "resize_weights", "delete_manifest"])
+def test_a_completed_marker_whose_model_does_not_verify_retrains(plan, damage):
+    import shutil
+
+    from trainers.checkpointing import read_completed
+
+    layout = GridLayout(plan.spec.storage_root())
+    cell, winner = _finish_cell(plan, layout)
+    out = layout.trial(winner.trial_id)
+    winner_jobs = [j for j in plan.eval_jobs if j.cell_id == cell.cell_id]
+    state = read_state(plan, layout)
+    assert state.trials[winner.trial_id] == "done" and {state.evals[j.job_id] for j in winner_jobs} == {"ready"}
+    assert read_completed(out.root) is not None
+    if damage == "delete_model":
+        shutil.rmtree(out.model)
+    elif damage == "resize_weights":
+        storage.atomic_write_bytes(storage.join(out.model, "model.safetensors"), b"w" * 10)
+    else:
+        storage.atomic_write_text(out.manifest, "{")
+    state = read_state(plan, layout)
+    assert state.trials[winner.trial_id] == "invalid"
+    assert {state.evals[j.job_id] for j in winner_jobs} == {"waiting"}  # never evaluated from a missing model
+    assert any(winner.trial_id in p for p in state.problems)
+    assert read_completed(out.root) is None  # so the trainer trains it again instead of skipping
