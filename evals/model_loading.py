@@ -41,6 +41,21 @@ class LoadedModel:
     def eos_id(self) -> int | None:
         return self.tokenizer.eos_token_id
 
+    @property
+    def empty_context_id(self) -> int:
+        """The token an empty context is scored (or generated) after: bos if the tokenizer has one,
+        else eos, else pad, as lm-eval's HF backend does (`HFLM.prefix_token_id`).
+
+        Ids are tested with `is None`, never truthiness: 0 is a real id (Pythia's eos and bos).
+        """
+        bos = self.tokenizer.bos_token_id
+        if bos is not None:
+            return int(bos)
+        eos = self.eos_id
+        if eos is not None:
+            return int(eos)
+        return self.pad_id
+
 
 def resolve_device(device: str | None = None):
     """`device` as given, else cuda when available, else cpu."""
@@ -64,6 +79,10 @@ def load_tokenizer(path_or_id: str, revision: str | None = None):
     """The model's tokenizer; `ModelLoadError` naming the model when it cannot be loaded."""
     from transformers import AutoTokenizer
 
+    # A local path that is not there would otherwise be tried as a hub id ("Repo id must be in the form").
+    local = path_or_id.startswith(("/", "./", "../", "~")) or path_or_id.count("/") >= 2
+    if local and not is_uri(path_or_id) and not os.path.isdir(os.path.expanduser(path_or_id)):
+        raise ModelLoadError(f"model directory {path_or_id!r} does not exist")
     try:
         return AutoTokenizer.from_pretrained(path_or_id, revision=revision)
     except Exception as exc:  # hub, file and config errors all mean the same to the caller

@@ -27,8 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from ptft.core.yaml_files import YamlError, read_yaml
 from ray_jobs import ray_upload
 
 SECRET_ENV_VARS = ("WANDB_API_KEY", "HF_TOKEN")
@@ -143,12 +142,11 @@ def suggest_excludes(upload: UploadSet, max_items: int = 10) -> list[tuple[str, 
 def load_runtime_env(path: str | Path) -> dict:
     """Read a runtime_env YAML; refuse one that writes a secret's value into a file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            runtime_env = yaml.safe_load(f) or {}
+        runtime_env = read_yaml(str(path)) or {}
     except FileNotFoundError:
         raise SubmitError(f"runtime_env {path} not found") from None
-    except yaml.YAMLError as err:
-        raise SubmitError(f"runtime_env {path} is not valid YAML: {err}") from None
+    except YamlError as err:
+        raise SubmitError(f"runtime_env {err}") from None
     if not isinstance(runtime_env, dict):
         raise SubmitError(f"{path}: a runtime_env must be a mapping")
     named = sorted(set(runtime_env.get("env_vars") or {}) & set(SECRET_ENV_VARS))

@@ -42,6 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from ptft.core.yaml_files import YamlError, read_yaml
+
 _DEST = "_flag:"  # argparse dest prefix of generated flags; the rest is the dotted key
 _NULL = ("null", "none", "None", "~")
 
@@ -285,12 +287,11 @@ def _text_for_text_fields(model: type[BaseModel], data: dict[str, Any]) -> dict[
 def read_config_file(path: str) -> dict[str, Any]:
     """A `--config` file: a YAML mapping (empty file: nothing set)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+        raw = read_yaml(path)
     except FileNotFoundError:
         raise ValueError(f"--config {path}: file not found") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"--config {path}: not valid YAML: {err}") from None
+    except YamlError as err:
+        raise ValueError(f"--config {err}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -14,10 +14,10 @@ import os
 import re
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evals.config import EvalConfig
+from ptft.core.yaml_files import YamlError, parse_yaml, read_yaml
 from ptft.study.checkpoints import CheckpointRef, parse_checkpoint
 from ptft.study.spec_errors import SpecError, explain
 from trainers.config import TrainConfig
@@ -234,6 +234,15 @@ def _check_formats(value: list[str], where: str | None = None) -> list[str]:
 class EvalDataset(_DatasetEntry):
     """An eval dataset, optionally with its own formats."""
 
+    @classmethod
+    def _check_task(cls, task) -> None:
+        if not task.eval_split:
+            from ptft import tasks
+
+            own = [n for n in tasks.list_tasks() if n.startswith(f"{task.name}_") and tasks.get_task(n).eval_split]
+            hint = f"; evaluate on {', '.join(own)}" if own else ""
+            raise ValueError(f"dataset {task.name!r} is training-only (no eval split){hint}")
+
 
 class EvalSpec(EvalConfig):
     """The `eval:` section: datasets x formats x shots, which models, and the `EvalConfig` fields."""
@@ -270,6 +279,7 @@ class EvalSpec(EvalConfig):
                 if missing:
                     raise ValueError(f"datasets[{i}]: dataset {entry.name!r} has no format(s) {missing} "
                                      f"in {self.mode} mode (it has {_supported(task, self.mode)})")
+        _shots_fit_pools(self.shots, [d.name for d in self.datasets], self.mode)
         for fmt in self.formats:
             if not any(_task(d.name).supports(fmt, self.mode) for d in self.datasets if d.formats is None):
                 if all(d.formats is not None for d in self.datasets):
@@ -295,6 +305,22 @@ class EvalSpec(EvalConfig):
             for fmt in self.formats:
                 (chosen if task.supports(fmt, self.mode) else skipped).append((entry.name, fmt))
         return chosen, skipped
+
+
+def _shots_fit_pools(shots: list[int], datasets: list[str], mode: str) -> None:
+    """Every shot count fits every eval dataset's few-shot pool, at the hub's split sizes (the registry's).
+
+    A local data source can hold fewer rows; the preflight (`ptft.study.preflight`) counts those.
+    """
+    from ptft.tasks.sets import shot_pool
+
+    for j, k in enumerate(shots):
+        for name in datasets:
+            pool, split = shot_pool(name, mode)
+            size = pool.split_sizes.get(split)
+            if size is not None and k > size:
+                raise ValueError(f"shots[{j}]: {k} shots, but the few-shot pool of eval dataset {name!r} "
+                                 f"({pool.name}/{split}) has only {size} rows; use at most {size}")
 
 
 # ---------------------------------------------------------------------------------- the rest
@@ -407,14 +433,14 @@ class ExperimentSpec(BaseModel):
 
 # ------------------------------------------------------------------------------------ loading
 def load_spec(path: str, overrides: list[str] | None = None) -> ExperimentSpec:
-    """Read and validate a spec file. `overrides` are `dotted.key=yaml_value` strings (CLI)."""
+    """Read and validate a spec file. `overrides` are `dotted.key=yaml_value` strings (CLI); a list item
+    is addressed by its index, `train.datasets[0]=paws`."""
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
+        raw = read_yaml(path)
     except FileNotFoundError:
         raise SpecError([f"file not found: {path}"]) from None
-    except yaml.YAMLError as err:
-        raise SpecError([f"not valid YAML: {err}"], source=path) from None
+    except YamlError as err:
+        raise SpecError([str(err)]) from None
     if not isinstance(raw, dict):
         raise SpecError(["the top level must be a mapping of sections (name, model, train, eval, ...)"],
                         source=path)
@@ -443,14 +469,47 @@ def parse_spec(raw: dict[str, Any], base_dir: str = ".", source: str | None = No
         raise SpecError(explain(err, ExperimentSpec, hidden={"base_dir"}), source=source) from None
 
 
+_INDEXED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")
+
+
 def _apply_override(raw: dict[str, Any], item: str) -> None:
     if "=" not in item:
-        raise SpecError([f"override {item!r}: expected key=value, e.g. train.epochs=1"])
-    key, value = item.split("=", 1)
-    node = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        raise SpecError([f"--set {item!r}: expected key=value, e.g. --set train.epochs=1"])
+    key, text = item.split("=", 1)
+    try:
+        value = parse_yaml(text, source=f"--set {key}")
+    except YamlError as err:
+        raise SpecError([f"{err} (quote a string value: --set '{key}=\"...\"')"]) from None
+    steps: list[str | int] = []
+    for part in key.strip().split("."):
+        match = _INDEXED.match(part)
+        if match is None:
+            raise SpecError([f"--set {item!r}: {part!r} is not a field name (a list item is name[index])"])
+        steps.append(match.group(1))
+        steps += [int(i) for i in re.findall(r"\[(\d+)\]", match.group(2))]
+    node: Any = raw
+    for where, (step, nxt) in enumerate(zip(steps, steps[1:], strict=False)):
+        shown = _path(steps[: where + 1])
+        if isinstance(step, int):
+            if not isinstance(node, list) or step >= len(node):
+                size = len(node) if isinstance(node, list) else 0
+                raise SpecError([f"--set {item!r}: {shown} is out of range ({size} items)"])
+            node = node[step]
+            continue
         if not isinstance(node, dict):
-            raise SpecError([f"override {item!r}: {part!r} is not a section"])
-    node[parts[-1]] = yaml.safe_load(value)
+            raise SpecError([f"--set {item!r}: {_path(steps[:where])} is not a section"])
+        node = node.setdefault(step, [] if isinstance(nxt, int) else {})
+    last = steps[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise SpecError([f"--set {item!r}: {_path(steps)} is out of range "
+                             f"({len(node) if isinstance(node, list) else 0} items)"])
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise SpecError([f"--set {item!r}: {_path(steps[:-1])} is not a section"])
+
+
+def _path(steps: list[str | int]) -> str:
+    return "".join(f"[{s}]" if isinstance(s, int) else (f".{s}" if i else s) for i, s in enumerate(steps))
