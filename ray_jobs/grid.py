@@ -39,12 +39,16 @@ class GridReport:
                 "them (finished work is skipped)")
 
 
-def connect_ray() -> None:
-    """Join the cluster Ray gives us (RAY_ADDRESS, or the job's own context) or start a local Ray."""
+def connect_ray() -> bool:
+    """Join the cluster Ray gives us (RAY_ADDRESS, or the job's own context) or start a local Ray;
+    returns True when this process started it (a local Ray of fixed size)."""
+    import os
+
     import ray
 
     if ray.is_initialized():
-        return
+        return False
+    local = not os.environ.get("RAY_ADDRESS")
     # Inside `ray job submit`, RAY_ADDRESS is set and ray.init() joins that cluster. On its own it starts a
     # local Ray with the dashboard on: Train V2 needs the state API to release finished trials' resources.
     try:
@@ -53,6 +57,38 @@ def connect_ray() -> None:
         _log(f"ray.init failed ({type(err).__name__}: {err}); retrying once")
         ray.shutdown()
         ray.init(log_to_driver=True, configure_logging=False)
+    return local
+
+
+class ResourcesError(ValueError):
+    """A trial or an evaluation asks for more than the cluster can ever give it."""
+
+
+def check_resources(plan: Plan, fixed_size: bool) -> None:
+    """A trial (or an evaluation) that needs more CPUs or GPUs than the cluster has would wait forever.
+    On a Ray this process started (a fixed size) that is an error; on a cluster it joined, an autoscaler
+    may still add the node, so it is said and the grid goes on."""
+    import ray
+
+    res = plan.spec.resources
+    have = ray.cluster_resources()
+    needs = {
+        "a trial": {"CPU": res.cpus_per_worker * res.workers_per_trial, "GPU": res.gpus_per_worker * res.workers_per_trial},
+        "an evaluation": {"CPU": res.eval_cpus_per_worker, "GPU": res.eval_gpus_per_worker},
+    }
+    short = [f"{what} needs {amount:g} {kind} (resources.{_field(what, kind)}), the cluster has {have.get(kind, 0):g}"
+             for what, need in needs.items() for kind, amount in need.items() if amount > have.get(kind, 0)]
+    if not short:
+        return
+    message = "; ".join(short)
+    if fixed_size:
+        raise ResourcesError(f"{message}: lower it in the spec's resources section")
+    _log(f"warning: {message}; waiting for the autoscaler to add such a node (if it never can, lower it)")
+
+
+def _field(what: str, kind: str) -> str:
+    prefix = "" if what == "a trial" else "eval_"
+    return f"{prefix}{'cpus' if kind == 'CPU' else 'gpus'}_per_worker"
 
 
 def _log(message: str) -> None:
@@ -84,7 +120,7 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
         for note in lease.notes:
             _log(note)
         storage.atomic_write_json(layout.plan_file, plan.to_json())
-        connect_ray()
+        check_resources(plan, fixed_size=connect_ray())
         return _run_stages(plan, layout, resolver, wandb_settings, lease)
 
 

@@ -39,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_plan(plan, estimate_plan(plan))
         print_status(plan)
         return 0
-    try:
-        from ray_jobs.grid import run_grid
+    from ray_jobs.grid import ResourcesError, run_grid
 
+    try:
         report = run_grid(plan)
-    except (CheckpointResolutionError, StorageVersionError, WandbModeError, GridBusyError) as err:  # before Ray
+    except (CheckpointResolutionError, StorageVersionError, WandbModeError, GridBusyError, ResourcesError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"[ptft] trials run {report.trials_run}, failed {len(report.trials_failed)}; eval jobs run "

@@ -51,3 +51,37 @@ def test_quick_demo_runs_the_whole_study(tmp_path: Path, monkeypatch, capsys):
     tail = capsys.readouterr().out.strip().splitlines()[-3:]
     assert any("report.html" in line for line in tail), tail
     assert any(line.endswith(f"wandb sync {tmp_path / 'grid' / 'wandb'}/offline-run-*") for line in tail), tail
+
+
+def test_the_same_command_gives_the_same_numbers(tmp_path: Path, monkeypatch):
+    """Determinism: two runs of `ptft demo --quick` from scratch (pre-training included) agree exactly on
+    every trial's losses and every eval metric."""
+    import json
+
+    import pandas as pd
+    import ray
+
+    from ptft.cli.demo.command import demo_main
+
+    for key, value in {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu"}.items():
+        monkeypatch.setenv(key, value)
+    runs = []
+    for name in ("first", "second"):
+        try:
+            assert demo_main(["--out", str(tmp_path / name), "--quick", "--no-progress"]) == 0
+        finally:
+            ray.shutdown()
+        grid = tmp_path / name / "grid"
+        losses = {}
+        for manifest in grid.glob("trials/*/manifest.json"):
+            m = json.loads(manifest.read_text())
+            job = m["job"]
+            losses[(Path(job["model"]).name, job["dataset"], job["fmt"], job["lr"])] = (
+                m["val_loss"], m["metrics"].get("loss"))
+        results = pd.read_csv(grid / "analysis" / "results.csv")
+        keys = ["model_kind", "checkpoint", "train_dataset", "train_format", "lr", "eval_dataset", "eval_format",
+                "shots", "metric"]
+        runs.append((losses, results.set_index(keys)[["value", "std", "n"]].sort_index()))
+    (losses_a, results_a), (losses_b, results_b) = runs
+    assert losses_a and losses_a == losses_b
+    pd.testing.assert_frame_equal(results_a, results_b, check_exact=True)

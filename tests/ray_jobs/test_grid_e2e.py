@@ -180,3 +180,20 @@ def test_ray_job_submit_on_a_loopback_head(tiny_checkpoints, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+
+
+@pytest.mark.timeout(300)
+def test_a_trial_bigger_than_the_local_ray_is_refused(tiny_checkpoints, tmp_path, capsys):
+    """`cpus_per_worker: 64` on a 2-core machine used to wait forever with no message."""
+    import ray
+
+    from ptft.cli.main import main
+
+    spec_path = write_spec(tmp_path, tiny_checkpoints, name="too-big")
+    try:
+        assert main(["run", str(spec_path), "--set", "resources.cpus_per_worker=64"]) == 2
+    finally:
+        ray.shutdown()
+    err = capsys.readouterr().err
+    assert "a trial needs 64 CPU (resources.cpus_per_worker)" in err and "lower it" in err
+    assert not Path(GridLayout(str(tmp_path / "storage")).lease_file).exists()  # released on the way out

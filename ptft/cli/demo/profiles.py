@@ -7,6 +7,7 @@ structure in the results, and takes the largest share of the demo's time.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,16 @@ QUICK = DemoProfile(
     eval_datasets=("mnli_matched", "rte", "paws", "xsum"),
     eval_limit=32,
 )
+
+
+def with_seed(profile: DemoProfile, seed: int) -> DemoProfile:
+    """The same demo with every seed shifted by `seed` (0: the profile unchanged)."""
+    if seed == 0:
+        return profile
+    p = profile.pretrain
+    pretrain = dataclasses.replace(p, seed=p.seed + seed, corpus_seed=p.corpus_seed + seed)
+    return dataclasses.replace(profile, name=f"{profile.name}-seed{seed}", pretrain=pretrain,
+                               extra_train={**profile.extra_train, "seed": 42 + seed})
 
 
 def grid_spec(profile: DemoProfile, checkpoints: dict[int, str], storage: str) -> dict[str, Any]:
