@@ -33,7 +33,7 @@ def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size:
     prepared = []
     for req, ids in zip(requests, contexts, strict=True):
         budget = lm.max_length - req.max_new_tokens
-        prepared.append(truncate_left(list(ids) or [lm.eos_id or lm.pad_id], budget))
+        prepared.append(truncate_left(list(ids) or [lm.empty_context_id], budget))
     results: list[GenerationResult | None] = [None] * len(requests)
     prefixes = PrefixCache()
     with torch.inference_mode(), progress_bar(len(requests), "generate", progress) as bar:

@@ -6,6 +6,17 @@ a second, short pass reads the contexts from the KV cache: each row packs its pr
 tokens but the last) one after the other, and a 4-d mask lets each see its context and its own earlier
 tokens only. The context is never repeated per candidate, and single-token candidates (most label
 words) cost nothing beyond the context pass.
+
+Per-token log-probabilities are taken in float64 from the model's logits, a bounded chunk of rows at a
+time (never the whole logits tensor upcast), and summed in float64: float32 sums of 50-80 tokens drift
+by up to 1e-4 from an exact sum.
+
+A context too long for the model is truncated per candidate, as lm-eval does: each candidate keeps the
+last `max_length - (len(candidate) - 1)` context tokens, at least one (the model sees at most
+`max_length` tokens unless a candidate alone is longer: a candidate's last token is never fed, and a
+candidate is never cut). Candidates of a request that keep the same context share one context pass;
+where truncation gives them different contexts, each distinct context is its own piece (its own row
+of the context pass).
 """
 
 from __future__ import annotations
@@ -33,12 +44,19 @@ from evals.requests import (
 # (BPE may merge across the join); far cheaper than re-encoding the whole few-shot context per candidate.
 _TAIL_CHARS = 64
 
+# Logits elements upcast to float64 at a time when scoring tokens (8 bytes each: 64 MiB).
+_CHUNK_ELEMENTS = 1 << 23
+
 
 @dataclass
 class _Encoded:
+    """One context pass row: a request's context (as truncated for these candidates) and candidates."""
+
     context: list[int]
     continuations: list[list[int]]
     truncated: int
+    request: int = 0  # index of the request it belongs to
+    indices: tuple[int, ...] = ()  # which of that request's continuations these are, in order
 
 
 def _continuation_ids(tokenizer, contexts: list[str], context_ids: list[list[int]],
@@ -78,7 +96,11 @@ def encode_loglikelihood(tokenizer, requests: Sequence[LoglikelihoodRequest], ma
     """Token ids of each context and of its continuations, as the model would see them joined.
 
     The context's trailing whitespace moves onto the continuations (`split_trailing_whitespace`), so
-    all candidates of a request share exactly the same context ids.
+    all candidates of a request share exactly the same context ids. An empty context becomes
+    `[fallback_id]` (see `LoadedModel.empty_context_id`).
+
+    Returns pieces in request order: one per request when its context fits with every candidate,
+    else one per distinct truncated context (candidates that keep the same context tokens share one).
     """
     contexts = [req.context.rstrip() for req in requests]
     context_ids = [list(ids) for ids in tokenizer(contexts)["input_ids"]] if contexts else []
@@ -86,16 +108,29 @@ def encode_loglikelihood(tokenizer, requests: Sequence[LoglikelihoodRequest], ma
              for i, req in enumerate(requests) for cont in req.continuations]
     cont_ids = _continuation_ids(tokenizer, contexts, context_ids, pairs) if pairs else []
     encoded, cursor = [], 0
-    for req, ctx in zip(requests, context_ids, strict=True):
+    for r, (req, ctx) in enumerate(zip(requests, context_ids, strict=True)):
         conts = cont_ids[cursor:cursor + len(req.continuations)]
         cursor += len(req.continuations)
         ctx = ctx or [fallback_id]  # an empty context still needs a position to predict from
-        # Positions restart after the context for every candidate: the context plus the longest
-        # candidate (its last token is never fed) must fit the model, not the sum of all candidates.
-        longest = max((len(c) - 1 for c in conts), default=0)
-        ctx, dropped = truncate_left(ctx, max_length - longest)
-        encoded.append(_Encoded(ctx, conts, dropped))
+        # Positions restart after the context for every candidate: the context plus each candidate
+        # (its last token is never fed) must fit the model, not the sum of all candidates. Each
+        # candidate keeps as much context as fits with it (lm-eval's rule); never less than one token.
+        groups: dict[int, list[int]] = {}
+        for k, cont in enumerate(conts):
+            groups.setdefault(_kept(len(ctx), len(cont), max_length), []).append(k)
+        if not conts:
+            groups[_kept(len(ctx), 0, max_length)] = []
+        for kept, members in sorted(groups.items(), reverse=True):
+            encoded.append(_Encoded(ctx[len(ctx) - kept:], [conts[k] for k in members], len(ctx) - kept,
+                                    r, tuple(members)))
     return encoded
+
+
+def _kept(context_len: int, continuation_len: int, max_length: int) -> int:
+    """Context tokens a candidate keeps: the model is fed at most `max_length` tokens, the context's
+    tail then all of the candidate but its last token (lm-eval's `(ctx + cont)[-(max_length + 1):][:-1]`),
+    and at least one context token, whose logits score the candidate's first token."""
+    return min(context_len, max(1, max_length - max(continuation_len - 1, 0)))
 
 
 def _cost(e: _Encoded) -> int:
@@ -131,25 +166,36 @@ def _loglikelihood(lm: LoadedModel, requests: list[LoglikelihoodRequest], batch_
                    progress: bool) -> list[LoglikelihoodResult]:
     import torch
 
-    encoded = encode_loglikelihood(lm.tokenizer, requests, lm.max_length, lm.eos_id or lm.pad_id)
-    results: list[LoglikelihoodResult | None] = [None] * len(requests)
+    encoded = encode_loglikelihood(lm.tokenizer, requests, lm.max_length, lm.empty_context_id)
+    scored: list[LoglikelihoodResult | None] = [None] * len(encoded)
     batches = length_sorted_batches([_cost(e) for e in encoded], batch_size)
     prefixes = PrefixCache()
-    with torch.inference_mode(), progress_bar(len(requests), "loglikelihood", progress) as bar:
+    with torch.inference_mode(), progress_bar(len(encoded), "loglikelihood", progress) as bar:
         for batch in batches:
-            scored = _score_batch(lm, [encoded[i] for i in batch], prefixes)
-            for index, result in zip(batch, scored, strict=True):
-                results[index] = result
+            for index, result in zip(batch, _score_batch(lm, [encoded[i] for i in batch], prefixes), strict=True):
+                scored[index] = result
             bar.update(len(batch))
-    return results  # type: ignore[return-value]
+    # Pieces back into requests: each candidate's answer from its piece; a request's truncation is the
+    # most context any of its candidates lost.
+    logliks = [[0.0] * len(req.continuations) for req in requests]
+    counts = [[0] * len(req.continuations) for req in requests]
+    greedy = [[False] * len(req.continuations) for req in requests]
+    dropped = [0] * len(requests)
+    for e, result in zip(encoded, scored, strict=True):
+        for j, k in enumerate(e.indices):
+            logliks[e.request][k] = result.loglikelihoods[j]
+            counts[e.request][k] = result.token_counts[j]
+            greedy[e.request][k] = result.is_greedy[j]
+        dropped[e.request] = max(dropped[e.request], e.truncated)
+    return [LoglikelihoodResult(tuple(ll), tuple(n), tuple(g), d)
+            for ll, n, g, d in zip(logliks, counts, greedy, dropped, strict=True)]
 
 
 def _score_batch(lm: LoadedModel, batch: list[_Encoded], prefixes: PrefixCache) -> list[LoglikelihoodResult]:
     import torch
 
     multi_token = any(len(c) > 1 for e in batch for c in e.continuations)
-    first, cache, lengths = prefill(lm, [e.context for e in batch], multi_token, prefixes)
-    first = torch.log_softmax(first.float(), dim=-1)  # [B, V]: every candidate's first token
+    first, cache, lengths = prefill(lm, [e.context for e in batch], multi_token, prefixes)  # [B, V] logits
     rest, starts = _candidate_pass(lm, batch, cache, lengths) if multi_token else (None, None)
     # One gather for every scored token of every candidate in the batch, then per-candidate sums.
     rows, columns, targets, owners, counts = [], [], [], [], []
@@ -169,20 +215,21 @@ def _score_batch(lm: LoadedModel, batch: list[_Encoded], prefixes: PrefixCache) 
             targets += cont[1:]
             owners += [owner] * (len(cont) - 1)
     device = first.device
-    sums = torch.zeros(len(counts), device=device)
+    sums = torch.zeros(len(counts), dtype=torch.float64, device=device)  # float64: see the module doc
     missed = torch.zeros(len(counts), device=device)
 
-    def accumulate(logprobs, owner_ids: list[int], targets_: list[int]) -> None:
+    def accumulate(logits, index: tuple[list[int], ...], owner_ids: list[int], targets_: list[int]) -> None:
         owner_t = torch.tensor(owner_ids, dtype=torch.long, device=device)
         target_t = torch.tensor(targets_, dtype=torch.long, device=device)
-        sums.index_add_(0, owner_t, logprobs.gather(-1, target_t[:, None])[:, 0])
-        missed.index_add_(0, owner_t, (logprobs.argmax(dim=-1) != target_t).float())
+        where = tuple(torch.tensor(i, dtype=torch.long, device=device) for i in index)
+        logprobs, is_argmax = _token_logprobs(logits, where, target_t)
+        sums.index_add_(0, owner_t, logprobs)
+        missed.index_add_(0, owner_t, (~is_argmax).float())
 
     if head_rows:
-        accumulate(first[torch.tensor(head_rows, device=device)], head_owners, head_targets)
+        accumulate(first, (head_rows,), head_owners, head_targets)
     if rows:
-        index = (torch.tensor(rows, device=device), torch.tensor(columns, device=device))
-        accumulate(rest[index], owners, targets)
+        accumulate(rest, (rows, columns), owners, targets)
     sums_list, missed_list = sums.tolist(), missed.tolist()
     results, cursor = [], 0
     for e in batch:
@@ -193,13 +240,28 @@ def _score_batch(lm: LoadedModel, batch: list[_Encoded], prefixes: PrefixCache) 
     return results
 
 
+def _token_logprobs(logits, index, targets):
+    """log P(target) in float64 at rows `logits[index]` (`index`: one long tensor per leading dim), and
+    whether each target is its row's argmax. Rows are upcast to float64 a bounded chunk at a time."""
+    import torch
+
+    per_chunk = max(1, _CHUNK_ELEMENTS // logits.shape[-1])
+    logprobs, is_argmax = [], []
+    for start in range(0, len(targets), per_chunk):
+        rows = logits[tuple(i[start:start + per_chunk] for i in index)]  # [n, V] in the logits' dtype
+        wanted = targets[start:start + per_chunk]
+        logprobs.append(torch.log_softmax(rows.double(), dim=-1).gather(-1, wanted[:, None])[:, 0])
+        is_argmax.append(rows.argmax(dim=-1) == wanted)
+    return torch.cat(logprobs), torch.cat(is_argmax)
+
+
 def _candidate_pass(lm: LoadedModel, batch: list[_Encoded], cache, lengths):
-    """Log-probabilities at every packed candidate token, reading the contexts from the cache.
+    """Logits at every packed candidate token, reading the contexts from the cache.
 
     Each row holds its prompt's candidates (all tokens but the last) one after the other. A candidate
     sees its context's real columns of the cache and its own earlier tokens, never another candidate
     or a pad, and its positions restart where the context ends: scored exactly as if it followed the
-    context alone. Returns `[B, Q, V]` log-probabilities and per row each candidate's start column.
+    context alone. Returns `[B, Q, V]` logits and per row each candidate's start column.
     """
     import torch
 
@@ -235,7 +297,7 @@ def _candidate_pass(lm: LoadedModel, batch: list[_Encoded], cache, lengths):
     mask = torch.cat([sees_context[:, None, :].expand(-1, width, -1), sees_own], dim=2)
     out = lm.model(input_ids=input_ids.to(device), attention_mask=attention_mask(lm, mask[:, None]),
                    position_ids=position.to(device), past_key_values=cache, use_cache=True)
-    return torch.log_softmax(out.logits.float(), dim=-1), starts
+    return out.logits, starts
 
 
 @once_per_distinct_request
@@ -246,7 +308,7 @@ def next_token_logprobs(lm: LoadedModel, requests: Sequence[NextTokenRequest], b
     import torch
 
     contexts = lm.tokenizer([r.context for r in requests])["input_ids"] if requests else []
-    trimmed = [truncate_left(list(ids) or [lm.eos_id or lm.pad_id], lm.max_length) for ids in contexts]
+    trimmed = [truncate_left(list(ids) or [lm.empty_context_id], lm.max_length) for ids in contexts]
     results: list[tuple[list[float], int] | None] = [None] * len(requests)
     prefixes = PrefixCache()
     with torch.inference_mode(), progress_bar(len(requests), "next token", progress) as bar:

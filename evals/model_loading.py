@@ -82,7 +82,8 @@ def load_tokenizer(path_or_id: str, revision: str | None = None):
     # A local path that is not there would otherwise be tried as a hub id ("Repo id must be in the form").
     local = path_or_id.startswith(("/", "./", "../", "~")) or path_or_id.count("/") >= 2
     if local and not is_uri(path_or_id) and not os.path.isdir(os.path.expanduser(path_or_id)):
-        raise ModelLoadError(f"model directory {path_or_id!r} does not exist")
+        raise ModelLoadError(f"model directory {path_or_id!r} does not exist"
+                             + (f" (revision {revision!r} is for hub models)" if revision else ""))
     try:
         return AutoTokenizer.from_pretrained(path_or_id, revision=revision)
     except Exception as exc:  # hub, file and config errors all mean the same to the caller
