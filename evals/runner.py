@@ -44,11 +44,13 @@ log = logging.getLogger(__name__)
 __all__ = ["EvalJob", "ModelRef", "evaluate_model", "validate_jobs", "ENGINE_VERSION"]
 
 
-def validate_jobs(jobs: list[EvalJob], default_mode: str) -> None:
+def validate_jobs(jobs: list[EvalJob], default_mode: str, data_source: str = "hub") -> None:
     """Fail before any loading on an unknown dataset (`tasks.UnknownTaskError`, with a suggestion), a
-    format or mode the dataset lacks, a training-only dataset, or negative shots (ValueError)."""
+    format or mode the dataset lacks, a training-only dataset, negative shots, or more shots than the
+    few-shot pool holds (ValueError)."""
     from ptft.tasks import get_task
     from ptft.tasks.registry import require_format
+    from ptft.tasks.sets import check_shots
 
     for job in jobs:
         spec = get_task(job.dataset)
@@ -58,6 +60,7 @@ def validate_jobs(jobs: list[EvalJob], default_mode: str) -> None:
         scoring_kind(spec.task_type)
         if job.shots < 0:
             raise ValueError(f"{job.dataset}: shots must be >= 0, got {job.shots}")
+        check_shots(job.dataset, job.resolved_mode(default_mode), job.shots, data_source)
 
 
 def _model_max_length(model: ModelRef, source: str, config: EvalConfig) -> int:
@@ -157,7 +160,7 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
     """
     from tqdm.auto import tqdm
 
-    validate_jobs(jobs, config.mode)
+    validate_jobs(jobs, config.mode, data_source)
     out = EvalOutput(out_dir)
     # from_pretrained reads local folders and the hub; a folder in object storage is copied here first.
     source = local_model_copy(model.path_or_id) if is_uri(model.path_or_id) else model.path_or_id

@@ -16,6 +16,7 @@ from ptft.grid.lease import GridLease
 from ptft.grid.ledger import check_plan_version, read_state
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Plan
+from ptft.study.preflight import preflight
 from ray_jobs.wandb_runs import settings_for
 
 
@@ -112,6 +113,7 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
     spec = plan.spec
     layout = GridLayout(spec.storage_root())
     resolver = resolver or RevisionResolver()
+    preflight(plan)  # checkpoint folders, a writable storage, every split the plan reads: before Ray
     check_checkpoints(plan, resolver)
     check_plan_version(layout)
     wandb_settings = settings_for(spec, layout.root)

@@ -46,6 +46,9 @@ class SkippedModelId(ValueError):
         self.model_id = model_id
         self.reason = reason
 
+    def __reduce__(self):  # crosses processes (Ray) intact
+        return type(self), (self.model_id, self.reason)
+
 
 @dataclass(frozen=True)
 class ParsedModel:

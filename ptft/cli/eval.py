@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = command.eval_config()
         model = command.model_ref()
         jobs = command.jobs()
-        validate_jobs(jobs, config.mode)
+        validate_jobs(jobs, config.mode, command.data_source)
     except (KeyError, ValueError) as exc:  # UnknownTaskError is both; its str() has "did you mean"
         print(f"ptft eval: error: {exc}", file=sys.stderr)
         return 2

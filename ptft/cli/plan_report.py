@@ -14,6 +14,8 @@ from ptft.cli.flags import SpecCommandLine
 from ptft.study.checkpoints import CheckpointResolutionError, RevisionResolver
 from ptft.study.estimate import GPU_PEAK_FLOPS, Estimate, estimate_plan
 from ptft.study.plan import Plan
+from ptft.study.preflight import PreflightError, preflight
+from ptft.tasks.errors import DataError
 
 GpuName = Literal[tuple(sorted(GPU_PEAK_FLOPS))]
 
@@ -34,6 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     options, plan = SpecCommandLine("ptft plan", PlanOptions, description=__doc__.splitlines()[0],
                                     rename={"as_json": "--json"}).parse_plan(argv)
     if plan is None:
+        return 2
+    try:
+        preflight(plan)  # what would otherwise fail only once the grid runs: folders, storage, the data
+    except (CheckpointResolutionError, DataError, PreflightError) as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     spec = plan.spec
     estimate = estimate_plan(plan, gpu=options.gpu, mfu=options.mfu, peak_flops=options.peak_flops)

@@ -16,6 +16,8 @@ from ptft.core.wandb_settings import WandbModeError
 from ptft.grid.lease import GridBusyError
 from ptft.grid.ledger import StorageVersionError
 from ptft.study.checkpoints import CheckpointResolutionError
+from ptft.study.preflight import PreflightError
+from ptft.tasks.errors import DataError
 
 
 class RunOptions(BaseModel):
@@ -32,6 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan is None:
         return 2
     if options.dry_run:
+        from ptft.study.preflight import preflight
+
+        try:
+            preflight(plan)
+        except (CheckpointResolutionError, DataError, PreflightError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         from ptft.cli.plan_report import print_plan
         from ptft.grid.status import print_status
         from ptft.study.estimate import estimate_plan
@@ -43,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         report = run_grid(plan)
-    except (CheckpointResolutionError, StorageVersionError, WandbModeError, GridBusyError, ResourcesError) as err:
+    except (CheckpointResolutionError, DataError, PreflightError, StorageVersionError, WandbModeError, GridBusyError,
+            ResourcesError) as err:  # all before any Ray resource is asked for
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"[ptft] trials run {report.trials_run}, failed {len(report.trials_failed)}; eval jobs run "

@@ -98,6 +98,36 @@ def parse_checkpoint(value: Any) -> CheckpointRef:
     raise ValueError(f"checkpoint {value!r} is not a step, 'main', a revision or a path")
 
 
+def local_path(path: str, base_dir: str = ".") -> str:
+    """A local path as the spec writes it, made absolute against the spec's folder."""
+    path = os.path.expanduser(path)
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+def check_local_checkpoints(model_id: str, refs: Iterable[CheckpointRef], base_dir: str = ".") -> None:
+    """Fail on a local checkpoint (or a path-like model id) whose directory is missing, offline and fast.
+
+    `ptft plan` and the grid call this before anything else; hub steps are left to `RevisionResolver`.
+    """
+    refs = list(refs)
+    for i, ref in enumerate(refs):
+        if ref.kind != "local":
+            continue
+        path = local_path(ref.path or "", base_dir)
+        if not os.path.isdir(path):
+            what = "is a file, not a directory" if os.path.exists(path) else "does not exist"
+            raise CheckpointResolutionError(
+                f"model.checkpoints[{i}]: checkpoint directory {ref.path!r} {what} ({path})")
+    # model.id is loaded only for checkpoints that are not local dirs (`resolve`: a local model has "main")
+    # A hub id is "org/name": only an explicit path, or one of more than two parts, must be a local folder.
+    path_like = model_id.startswith(("/", "./", "../", "~")) or model_id.count("/") >= 2
+    if any(ref.kind != "local" for ref in refs) and path_like and "://" not in model_id:
+        here, there = os.path.expanduser(model_id), local_path(model_id, base_dir)
+        if not (os.path.isdir(here) or os.path.isdir(there)):
+            raise CheckpointResolutionError(
+                f"model.id: {model_id!r} looks like a local model directory, but {there} does not exist")
+
+
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -153,9 +183,7 @@ class RevisionResolver:
     def resolve(self, model_id: str, ref: CheckpointRef, base_dir: str = ".") -> tuple[str, str | None]:
         """Return (path_or_id, revision) to pass to `from_pretrained`."""
         if ref.kind == "local":
-            path = os.path.expanduser(ref.path or "")
-            if not os.path.isabs(path):
-                path = os.path.normpath(os.path.join(base_dir, path))
+            path = local_path(ref.path or "", base_dir)
             if not os.path.isdir(path):
                 raise CheckpointResolutionError(f"checkpoint directory {ref.path!r} does not exist ({path})")
             return path, None

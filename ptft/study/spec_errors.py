@@ -15,8 +15,12 @@ class SpecError(ValueError):
 
     def __init__(self, problems: list[str], source: str | None = None):
         self.problems = problems
+        self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}invalid experiment spec\n" + "\n".join(f"  {p}" for p in problems))
+
+    def __reduce__(self):  # the default would call __init__(message) and split the message into letters
+        return (type(self), (self.problems, self.source))
 
 
 def _format_loc(loc: tuple) -> str:
@@ -77,7 +81,7 @@ def explain(err: ValidationError, root: type[BaseModel], hidden: set[str] = froz
         if msg.startswith("[") and "]: " in msg:  # a list validator that already names the index
             index, msg = msg.split(": ", 1)
             where += index
-        elif re.match(r"^(datasets|formats)(\[\d+\])?(\.formats)?(\[\d+\])?: ", msg):
+        elif re.match(r"^(datasets|formats|shots)(\[\d+\])?(\.formats)?(\[\d+\])?: ", msg):
             sub, msg = msg.split(": ", 1)
             where = f"{where}.{sub}" if where else sub
         bad = e.get("input")

@@ -2,13 +2,18 @@
 
 Every path ends in `datasets.load_dataset`, so tests and the demo exercise the same code as a real
 run: source="hub" calls `load_dataset(hub_id, config, split=...)`; source="mini" and a folder call
-`load_dataset("json", data_files=...)`.
+`load_dataset("json", data_files=...)`. A local file is first read line by line (`read_jsonl`) so that
+malformed JSON, bytes that are not UTF-8 and lines that are not objects fail naming the file and line,
+and so that a bad row's error can name its line and its value as written (the JSON reader infers one
+type per column: one `1.5` among integer labels turns every label into a float).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,53 @@ def split_path(task: str, split: str, source: str) -> str:
     return str(folder / task / f"{split}.jsonl")
 
 
+@dataclass(frozen=True)
+class JsonlRows:
+    """A local jsonl file as written: each row as `json.loads` read it, and its 1-based line number."""
+
+    path: str
+    rows: tuple[dict[str, Any], ...]
+    lines: tuple[int, ...]
+
+
+def read_jsonl(path: str, dataset: str = "?", split: str | None = None) -> JsonlRows:
+    """Read a jsonl file line by line: DataError naming file and line on bytes that are not UTF-8, malformed
+    JSON, or a line that is not a JSON object. Blank lines are skipped (as `datasets` skips them)."""
+    stat = os.stat(path)
+    return _read_jsonl(path, stat.st_mtime_ns, stat.st_size, dataset, split)
+
+
+@functools.lru_cache(maxsize=128)
+def _read_jsonl(path: str, mtime_ns: int, size: int, dataset: str, split: str | None) -> JsonlRows:
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]  # a UTF-8 byte-order mark, which the JSON reader accepts too
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(dataset, split, number, None,
+                                f"not UTF-8: byte {raw[err.start]:#04x} at column {err.start + 1}", path,
+                                "re-save the file as UTF-8") from None
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DataError(dataset, split, number, None,
+                                f"malformed JSON: {err.msg} at column {err.colno}", path,
+                                f"make line {number} one complete JSON object") from None
+            if not isinstance(row, dict):
+                raise DataError(dataset, split, number, None,
+                                f"expected a JSON object, got {type(row).__name__}", path,
+                                f"make line {number} one JSON object ({{\"column\": value, ...}})")
+            rows.append(row)
+            lines.append(number)
+    return JsonlRows(path, tuple(rows), tuple(lines))
+
+
 @functools.lru_cache(maxsize=128)
 def _load_json(path: str, mtime_ns: int, size: int) -> Any:
     import datasets
@@ -34,9 +86,33 @@ def _load_json(path: str, mtime_ns: int, size: int) -> Any:
     return datasets.load_dataset("json", data_files=path, split="train")
 
 
-def load_split(task: str | TaskSpec, split: str, source: str = "hub") -> Any:
-    """The split as a `datasets.Dataset`, checked: it exists, is not empty, has the mapped columns."""
+def local_rows(task: str | TaskSpec, split: str, source: str) -> JsonlRows | None:
+    """The rows of a local source's file as written (None for source="hub"); see `read_jsonl`."""
+    if source == "hub":
+        return None
     spec = get_task(task) if isinstance(task, str) else task
+    return read_jsonl(split_path(spec.name, split, source), spec.name, split)
+
+
+def count_rows(task: str | TaskSpec, split: str, source: str = "hub") -> int | None:
+    """Rows in a split without loading it: a local file's non-blank lines, a hub split's registry size
+    (None when unknown, or when the local file is missing: `load_split` says why)."""
+    spec = get_task(task) if isinstance(task, str) else task
+    if source == "hub":
+        return spec.split_sizes.get(split)
+    path = split_path(spec.name, split, source)
+    if not os.path.isfile(path):
+        return None
+    return len(read_jsonl(path, spec.name, split).rows)
+
+
+def load_split(task: str | TaskSpec, split: str, source: str = "hub") -> Any:
+    """The split as a `datasets.Dataset`, checked: it exists, is not empty, has the mapped columns.
+
+    A local file is read line by line first (`read_jsonl`): a bad line fails naming file and line.
+    """
+    spec = get_task(task) if isinstance(task, str) else task
+    path: str | None = None
     if source == "hub":
         import datasets
 
@@ -44,17 +120,31 @@ def load_split(task: str | TaskSpec, split: str, source: str = "hub") -> Any:
     else:
         path = split_path(spec.name, split, source)
         if not os.path.isfile(path):
-            raise DataError(spec.name, split, None, None, f"no file {path} (source={source!r})")
+            raise DataError(spec.name, split, None, None, f"no file {path} (source={source!r})",
+                            fix=f"write the split to {path}, one JSON object per line, or change data.source")
         stat = os.stat(path)
-        if stat.st_size == 0:
-            raise DataError(spec.name, split, None, None, f"empty split ({path})")
-        dataset = _load_json(path, stat.st_mtime_ns, stat.st_size)
+        written = _read_jsonl(path, stat.st_mtime_ns, stat.st_size, spec.name, split)
+        if not written.rows:
+            raise DataError(spec.name, split, None, None, f"empty split ({path})", path,
+                            "write the split's rows into the file, one JSON object per line")
+        try:
+            dataset = _load_json(path, stat.st_mtime_ns, stat.st_size)
+        except Exception as err:  # the lines parse one by one, so this is the reader's own limit
+            cause = err.__cause__ or err
+            raise DataError(spec.name, split, None, None,
+                            f"the JSON reader failed: {type(cause).__name__}: {cause}", path,
+                            "give every row's columns one type each") from None
+        if len(dataset) != len(written.rows):
+            raise DataError(spec.name, split, None, None,
+                            f"the JSON reader found {len(dataset)} rows but the file has {len(written.rows)}",
+                            path, "write one JSON object per line")
     if len(dataset) == 0:
-        raise DataError(spec.name, split, None, None, "empty split")
+        raise DataError(spec.name, split, None, None, "empty split", path)
     missing = sorted({column_root(p) for p in spec.columns.values()} - set(dataset.column_names))
     if missing:
         raise DataError(spec.name, split, None, missing[0],
-                        f"missing column (has {sorted(dataset.column_names)})")
+                        f"missing column (has {sorted(dataset.column_names)})", path,
+                        f"add {missing[0]!r} to every row" if path else None)
     return dataset
 
 

@@ -11,7 +11,7 @@ from ptft.tasks.errors import DataError, check_choice
 from ptft.tasks.fewshot import TokenCounter, assemble, eval_kind, query_text, shot_text
 from ptft.tasks.formats.render import RowContext, render_row
 from ptft.tasks.formats.templates import FAITHFUL_VERBALIZERS, stop_sequences, template_version
-from ptft.tasks.loading import load_split, shuffled_order, subset_indices
+from ptft.tasks.loading import count_rows, load_split, local_rows, shuffled_order, split_path, subset_indices
 from ptft.tasks.registry import REGISTRY, get_task, require_format
 from ptft.tasks.types import EvalExample, EvalSet, Rendered, RenderedSet, TaskSpec
 
@@ -19,16 +19,52 @@ ON_ERROR = ("raise", "skip")
 
 
 def _render(spec: TaskSpec, dataset: Any, indices: Iterable[int], split: str, fmt: str, mode: str,
-            on_error: str, counts: dict[str, int]) -> Iterable[tuple[int, Rendered]]:
-    """Render rows lazily; a bad row raises DataError, or with on_error="skip" is counted and passed."""
+            on_error: str, counts: dict[str, int], source: str = "hub") -> Iterable[tuple[int, Rendered]]:
+    """Render rows lazily; a bad row raises DataError, or with on_error="skip" is counted and passed.
+
+    From a local file the error names the file, the row's line and the value as written (`_as_written`).
+    """
     for i in indices:
         try:
             yield i, render_row(spec, dataset[i], fmt, mode, RowContext(spec, split, i),
                                 f"{spec.name}/{split}/{i}")
-        except DataError:
-            if on_error == "raise":
-                raise
+        except DataError as err:
+            located, row_is_bad = _as_written(err, spec, split, fmt, mode, source, i)
+            if on_error == "raise" or not row_is_bad:  # a file-wide problem is never skipped row by row
+                raise located from None
             counts["skipped_bad_rows"] = counts.get("skipped_bad_rows", 0) + 1
+
+
+def _render_written(spec: TaskSpec, row: dict[str, Any], split: str, fmt: str, mode: str, line: int,
+                    path: str) -> DataError | None:
+    try:
+        render_row(spec, row, fmt, mode, RowContext(spec, split, line), f"{spec.name}/{split}/line{line}")
+    except DataError as err:
+        return err.at(path, line, f"correct or remove line {line} of {path}")
+    return None
+
+
+def _as_written(err: DataError, spec: TaskSpec, split: str, fmt: str, mode: str, source: str,
+                i: int) -> tuple[DataError, bool]:
+    """(the error to report, whether row `i` itself is bad) for a row that failed to render.
+
+    The JSON reader infers one type per column, so a single `1.5` among integer labels turns row `i`'s
+    label 0 into 0.0. The row is re-rendered as the file has it: if it fails, that is the error, at its
+    line; if it renders, the first line of the file that fails is the cause.
+    """
+    written = local_rows(spec, split, source)
+    if written is None or len(written.rows) <= i:
+        return err, True
+    line = written.lines[i]
+    own = _render_written(spec, written.rows[i], split, fmt, mode, line, written.path)
+    if own is not None:
+        return own, True
+    for row, other_line in zip(written.rows, written.lines, strict=True):
+        cause = _render_written(spec, row, split, fmt, mode, other_line, written.path)
+        if cause is not None:
+            return cause, False
+    return err.at(written.path, line, f"the JSON reader changed line {line}'s value: give column "
+                  f"{err.field!r} one type in every row of {written.path}"), False
 
 
 def _checksum(records: list[Any]) -> str:
@@ -53,14 +89,15 @@ def training_set(task: str, fmt: str, mode: str = "fixed", source: str = "hub", 
               "subset_short": max(0, (spec.train_subset_size or 0) - len(indices))}
     if limit is not None:
         indices = indices[:limit]
-    examples = tuple(r for _, r in _render(spec, dataset, indices, spec.train_split, fmt, mode, on_error, counts))
+    examples = tuple(r for _, r in _render(spec, dataset, indices, spec.train_split, fmt, mode, on_error,
+                                            counts, source))
     counts["rendered"] = len(examples)
     checksum = _checksum([[r.example_id, [[s.text, s.train, s.eos] for s in r.segments]] for r in examples])
     return RenderedSet(spec, fmt, mode, examples, checksum, counts)
 
 
 def _draw_shots(pool_spec: TaskSpec, pool: Any, split: str, k: int, seed: int, fmt: str, mode: str,
-                on_error: str, counts: dict[str, int]) -> list[tuple[int, Rendered]]:
+                on_error: str, counts: dict[str, int], source: str = "hub") -> list[tuple[int, Rendered]]:
     """k rows drawn with `seed`; the draw order does not depend on k, so 2-shot shots start 4-shot ones."""
     rng = random.Random(seed)
     seen: set[int] = set()
@@ -71,11 +108,49 @@ def _draw_shots(pool_spec: TaskSpec, pool: Any, split: str, k: int, seed: int, f
         if i in seen:
             continue
         seen.add(i)
-        picked.extend(_render(pool_spec, pool, [i], split, fmt, mode, on_error, skipped))
+        picked.extend(_render(pool_spec, pool, [i], split, fmt, mode, on_error, skipped, source))
     counts["skipped_bad_shot_rows"] = skipped.get("skipped_bad_rows", 0)
     if len(picked) < k:
-        raise ValueError(f"{pool_spec.name}/{split} has only {len(picked)} usable rows for {k} shots")
+        raise _too_few_shots(pool_spec, split, len(picked), k, source, "usable rows")
     return picked
+
+
+def shot_pool(task: str | TaskSpec, mode: str) -> tuple[TaskSpec, str]:
+    """(dataset, split) the shots of `task`'s eval set in `mode` come from.
+
+    faithful: the eval split itself (its first k items), except multiple choice; fixed: the task's
+    few-shot split (mnli_matched: mnli's train split).
+    """
+    spec = get_task(task) if isinstance(task, str) else task
+    if not spec.eval_split:
+        raise ValueError(f"{spec.name} is a training-only dataset")
+    split = spec.eval_split[mode]
+    if mode == "faithful" and spec.task_type != "multiple_choice":
+        return spec, split
+    return get_task(spec.fewshot_task or spec.name), spec.fewshot_split or split
+
+
+def _too_few_shots(pool: TaskSpec, split: str, have: int, shots: int, source: str, what: str = "rows",
+                   name: str = "shots") -> DataError:
+    path = None if source == "hub" else split_path(pool.name, split, source)
+    return DataError(pool.name, split, None, None,
+                     f"{name} = {shots}, but the few-shot pool has only {have} {what} (source={source!r})",
+                     path, f"lower {name} to at most {have}")
+
+
+def check_shots(task: str, mode: str, shots: int, source: str = "hub", name: str = "shots") -> None:
+    """DataError when the few-shot pool of `task` in `mode` has fewer than `shots` rows.
+
+    Counts a local file's rows (cheap: no rendering) or, for the hub, the registry's split size; an
+    unknown size or a missing file passes (loading says why). `name` is how the caller's input names
+    the shot count (`eval.shots[0]`), for the message.
+    """
+    if shots <= 0:
+        return
+    pool, split = shot_pool(task, mode)
+    have = count_rows(pool, split, source)
+    if have is not None and have < shots:
+        raise _too_few_shots(pool, split, have, shots, source, name=name)
 
 
 def eval_set(task: str, fmt: str, mode: str, shots: int, source: str = "hub", limit: int | None = None,
@@ -116,19 +191,18 @@ def eval_set(task: str, fmt: str, mode: str, shots: int, source: str = "hub", li
         pass  # nothing to draw: the shot source is not even loaded
     elif mode == "faithful" and spec.task_type != "multiple_choice":
         # the first k items of the eval file: the same shots for every item, and scored too
-        for item in _render(spec, dataset, order, split, fmt, mode, on_error, counts):
+        for item in _render(spec, dataset, order, split, fmt, mode, on_error, counts, source):
             demos.append(item)
             if len(demos) == shots:
                 break
         if len(demos) < shots:
-            raise ValueError(f"{task}/{split} has only {len(demos)} usable rows for {shots} shots")
+            raise _too_few_shots(spec, split, len(demos), shots, source, "usable rows")
         counts["skipped_bad_rows"] = 0  # those rows are met (and counted) again when scoring
     else:
-        pool_spec = get_task(spec.fewshot_task or spec.name)
-        pool_split = spec.fewshot_split or split
+        pool_spec, pool_split = shot_pool(spec, mode)
         same = pool_spec.name == spec.name and pool_split == split
         pool = dataset if same else load_split(pool_spec, pool_split, source)
-        demos = _draw_shots(pool_spec, pool, pool_split, shots, seed, fmt, mode, on_error, counts)
+        demos = _draw_shots(pool_spec, pool, pool_split, shots, seed, fmt, mode, on_error, counts, source)
         if same:  # a shot is never scored
             used = {i for i, _ in demos}
             order = [i for i in order if i not in used]
@@ -139,7 +213,7 @@ def eval_set(task: str, fmt: str, mode: str, shots: int, source: str = "hub", li
         counts["limited_out"] = max(0, len(order) - limit)
         order = order[:limit]
     examples = []
-    for _, item in _render(spec, dataset, order, split, fmt, mode, on_error, counts):
+    for _, item in _render(spec, dataset, order, split, fmt, mode, on_error, counts, source):
         reserve = max(item.candidates, key=len) if item.candidates else ""
         built = assemble(shot_texts, query_text(item, kind, mode), count_tokens, max_tokens, reserve)
         counts["over_budget"] = counts.get("over_budget", 0) + built.over_budget

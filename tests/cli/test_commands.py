@@ -12,7 +12,18 @@ import pytest
 from ptft.cli.main import COMMANDS, main
 
 REPO = Path(__file__).resolve().parents[2]
-SMOKE = str(REPO / "configs" / "smoke.yaml")
+SMOKE_CONFIG = REPO / "configs" / "smoke.yaml"
+
+
+@pytest.fixture
+def smoke(tmp_path) -> str:
+    """configs/smoke.yaml over stand-in checkpoint folders (the real ones come from `ptft demo`)."""
+    text = SMOKE_CONFIG.read_text().replace("../runs/demo/pretrain", str(tmp_path / "pretrain"))
+    for step in (50, 600):
+        (tmp_path / "pretrain" / f"step{step}").mkdir(parents=True)
+    path = tmp_path / "smoke.yaml"
+    path.write_text(text.replace("storage: ../runs/smoke", f"storage: {tmp_path / 'runs-smoke'}"))
+    return str(path)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
@@ -25,31 +36,31 @@ def test_every_command_has_generated_help(command, capsys):
     assert "(default: " in out or command == "status"  # status has no options of its own
 
 
-def test_plan_imports_neither_ray_nor_torch():
+def test_plan_imports_neither_ray_nor_torch(smoke):
     code = ("import sys, contextlib, io\nfrom ptft.cli.main import main\n"
-            f"with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['plan', {SMOKE!r}, '--json']) == 0\n"
+            f"with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['plan', {smoke!r}, '--json']) == 0\n"
             "print(sorted(m for m in ('ray', 'torch', 'transformers', 'deepspeed') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "[]", result.stderr
 
 
-def test_plan_options_are_generated_and_checked_by_pydantic(capsys):
-    assert main(["plan", SMOKE, "--json", "--gpu", "a100", "--mfu", "0.5"]) == 0
+def test_plan_options_are_generated_and_checked_by_pydantic(smoke, capsys):
+    assert main(["plan", smoke, "--json", "--gpu", "a100", "--mfu", "0.5"]) == 0
     assert json.loads(capsys.readouterr().out)["estimate"]["gpu"] == "a100"
     with pytest.raises(SystemExit) as exit_:
-        main(["plan", SMOKE, "--mfu", "0"])
+        main(["plan", smoke, "--mfu", "0"])
     assert exit_.value.code == 2
     assert "ptft plan: error: mfu (--mfu): Input should be greater than 0" in capsys.readouterr().err
 
 
-def test_spec_commands_take_set_overrides(tmp_path, capsys):
+def test_spec_commands_take_set_overrides(smoke, tmp_path, capsys):
     storage = str(tmp_path / "grid")
-    assert main(["status", SMOKE, "--set", f"storage={storage}"]) == 0
+    assert main(["status", smoke, "--set", f"storage={storage}"]) == 0
     assert storage in capsys.readouterr().out.replace("\n", "")
-    assert main(["run", SMOKE, "--dry-run", "--set", f"storage={storage}", "--set", "train.epochs=2"]) == 0
+    assert main(["run", smoke, "--dry-run", "--set", f"storage={storage}", "--set", "train.epochs=2"]) == 0
     out = capsys.readouterr().out
     assert "nothing was launched" in out and "trials" in out
-    assert main(["status", SMOKE, "--set", "train.epoch=2"]) == 2  # the spec's own error, unchanged
+    assert main(["status", smoke, "--set", "train.epoch=2"]) == 2  # the spec's own error, unchanged
     assert "train.epoch: unknown key (did you mean 'epochs'?)" in capsys.readouterr().err
 
 

@@ -97,7 +97,8 @@ def test_label_outside_the_label_set(tmp_path: Path) -> None:
     _write(tmp_path, "mnli_matched", "validation", [*NLI_ROWS, {**NLI_ROWS[0], "label": 7}])
     with pytest.raises(DataError) as info:
         eval_set("mnli_matched", "default", "fixed", shots=0, source=str(tmp_path))
-    assert (info.value.row, info.value.field) == (2, "label")
+    assert (info.value.row, info.value.field) == (3, "label")  # the 1-based line in the file
+    assert info.value.path == str(tmp_path / "mnli_matched" / "validation.jsonl")
     skipped = eval_set("mnli_matched", "default", "fixed", shots=0, source=str(tmp_path), on_error="skip")
     assert skipped.counts["skipped_bad_rows"] == 1 and skipped.counts["scored"] == 2
     # faithful mode maps like the study's code: anything but 0/1 is "contradiction"
@@ -111,7 +112,7 @@ def test_empty_target(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="empty target") as info:
         training_set("xsum", "default", source=str(tmp_path))
     assert (info.value.dataset, info.value.split, info.value.field) == ("xsum", "train", "summary")
-    assert info.value.row in (0, 1)
+    assert info.value.row == 2  # the line of the empty summary
     kept = training_set("xsum", "default", source=str(tmp_path), on_error="skip")
     assert kept.counts["skipped_bad_rows"] == 1 and len(kept.examples) == 1
 
@@ -136,7 +137,7 @@ def test_bad_multiple_choice_answer(tmp_path: Path) -> None:
     _write(tmp_path, "arc_easy", "train", [{**row, "answerKey": "A"}])
     with pytest.raises(DataError) as info:
         eval_set("arc_easy", "default", "fixed", shots=1, source=str(tmp_path))
-    assert info.value.field == "answerKey" and info.value.row == 0
+    assert info.value.field == "answerKey" and info.value.row == 1
 
 
 def test_list_column_needs_an_item(tmp_path: Path) -> None:

@@ -1,0 +1,110 @@
+"""The driver's preflight: everything a plan needs that can fail cheaply, checked before any Ray resource.
+
+A grid that starts with bad data fails inside its Ray workers, a minute per retried trial, with the error
+buried in worker logs; so the driver checks first, here, through the same code the workers run:
+
+- `check_checkpoints(plan)`: every local checkpoint directory exists (no hub calls);
+- `check_storage(root)`: a local storage root can be written (a probe file is created and removed in the
+  root, or in its nearest existing parent when the root does not exist yet); object stores are not probed;
+- `check_plan_data(plan)`: every split the plan reads loads and renders: each training set's train split
+  in each (format, mode) the plan trains, as `trainers` renders it (`tasks.training_set`), and each eval
+  set's eval split with its few-shot pool, as `evals` builds it (`tasks.eval_set`, same limit and seed).
+  A bad row raises `tasks.DataError` naming file, line, field and the fix. Hub sources are not read
+  (that would download); they are skipped with a note in the log.
+
+`preflight(plan)` runs the three in that order. Pure: no Ray, nothing written but the probe file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+
+from ptft.study.checkpoints import check_local_checkpoints
+from ptft.study.plan import Plan
+
+log = logging.getLogger(__name__)
+
+HUB_NOTE = ("preflight: data.source is 'hub', so the data is not read before the run (that would download "
+            "it); bad rows surface in the workers")
+
+
+class PreflightError(ValueError):
+    """A spec path that cannot work (the storage root, the data folder): names the field and the fix."""
+
+
+def preflight(plan: Plan) -> None:
+    """Every cheap check of `plan`, before any Ray resource: checkpoints, storage, then data."""
+    check_checkpoints(plan)
+    check_storage(plan.spec.storage_root())
+    check_plan_data(plan)
+
+
+def check_checkpoints(plan: Plan) -> None:
+    """`CheckpointResolutionError` for a local checkpoint directory that is missing (offline, no hub)."""
+    spec = plan.spec
+    check_local_checkpoints(spec.model.id, spec.model.checkpoint_refs(), spec.base_dir)
+
+
+def check_storage(root: str) -> None:
+    """`PreflightError` unless the local storage root can be written (object stores are not probed)."""
+    if "://" in root:
+        return
+    path = os.path.abspath(os.path.expanduser(root))
+    existing = path
+    while not os.path.lexists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    if not os.path.isdir(existing):
+        raise PreflightError(f"storage: {root!r} cannot be created: {existing} is not a directory; "
+                             "choose a folder you can write")
+    probe = os.path.join(existing, f".ptft-write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        created = "" if existing == path else f" (it does not exist yet, and its parent {existing} is not writable)"
+        raise PreflightError(f"storage: cannot write to {root!r}{created}: {err.strerror or err}; "
+                             "choose a folder you can write") from None
+
+
+def check_plan_data(plan: Plan) -> None:
+    """Load and render every split `plan` uses, as the workers will; `tasks.DataError` on the first bad one.
+
+    Each (dataset, split, source) is read once (the loaders cache it), each training set once per
+    (format, mode), each eval set once per (format, mode, shots).
+    """
+    from ptft import tasks
+    from ptft.tasks.sets import check_shots
+
+    spec = plan.spec
+    source = spec.data_source()
+    if source == "hub":
+        log.info(HUB_NOTE)
+        return
+    if source != "mini" and not os.path.isdir(source):
+        raise PreflightError(f"data.source: folder {spec.data.source!r} does not exist ({source}); it should "
+                             "hold <dataset>/<split>.jsonl files, or use 'mini' or 'hub'")
+    trained: set[tuple[str, str, str]] = set()
+    for trial in plan.trials:
+        key = (trial.train_dataset, trial.train_format, trial.data_mode)
+        if key not in trained:
+            trained.add(key)
+            tasks.training_set(trial.train_dataset, trial.train_format, trial.data_mode, source=source)
+    config = spec.eval.eval_config()
+    evaluated: set[tuple[str, str, str, int]] = set()
+    for planned in plan.eval_jobs:
+        job = planned.job
+        mode = job.resolved_mode(config.mode)
+        key = (job.dataset, job.fmt, mode, job.shots)
+        if key in evaluated:
+            continue
+        evaluated.add(key)
+        name = f"eval.shots[{spec.eval.shots.index(job.shots)}]" if job.shots in spec.eval.shots else "shots"
+        check_shots(job.dataset, mode, job.shots, source, name=name)
+        tasks.eval_set(job.dataset, job.fmt, mode, job.shots, source=source, limit=config.limit,
+                       seed=config.fewshot_seed)
