@@ -30,6 +30,9 @@ class PlanOptions(BaseModel):
     peak_flops: float | None = Field(None, gt=0, description="Override the GPU's bf16 peak (FLOP/s).")
     mfu: float = Field(0.4, gt=0, le=1, description="Model FLOPs utilisation assumed, in (0, 1].")
     resolve: bool = Field(False, description="Resolve pre-training steps to hub revisions (needs the hub).")
+    check: bool = Field(False, description="Everything before a launch: resolve the hub revisions (is the hub "
+                        "reachable?) and hold the resources against the Ray cluster (RAY_ADDRESS, else a local "
+                        "Ray started for the check); launches nothing.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = plan.spec
     estimate = estimate_plan(plan, gpu=options.gpu, mfu=options.mfu, peak_flops=options.peak_flops)
     revisions: dict[str, str] = {}
-    if options.resolve:
+    if options.resolve or options.check:
         resolver = RevisionResolver()
         try:
             for ref in spec.model.checkpoint_refs():
@@ -54,11 +57,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CheckpointResolutionError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
+    if options.check and not _check_cluster(plan):
+        return 2
     if options.as_json:
         print(json.dumps(plan_json(plan, estimate, revisions), indent=2, sort_keys=True))
     else:
         print_plan(plan, estimate, revisions)
     return 0
+
+
+def _check_cluster(plan: Plan) -> bool:
+    """Hold the plan's resources against the Ray cluster; prints why not and returns False."""
+    import ray
+
+    from ray_jobs.grid import ResourcesError, check_resources, connect_ray
+
+    started = connect_ray()
+    try:
+        check_resources(plan, fixed_size=started)
+    except ResourcesError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return False
+    finally:
+        if started:
+            ray.shutdown()
+    print("check: checkpoints, storage, data, hub revisions and cluster resources are fine", file=sys.stderr)
+    return True
 
 
 def plan_json(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None = None) -> dict:

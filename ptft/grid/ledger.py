@@ -83,9 +83,10 @@ def read_state(plan: Plan, layout: GridLayout, verified: set[str] | None = None)
     for cell in plan.cells:
         path = layout.selection_file(cell.cell_id)
         trial_states = {state.trials[t.trial_id] for t in plan.trials_of(cell.cell_id)}
-        if storage.exists(path):
+        winner = _selected_winner(path, state)
+        if winner is not None:
             state.cells[cell.cell_id] = "selected"
-            state.winners[cell.cell_id] = storage.read_json(path)["winner"]["trial_id"]
+            state.winners[cell.cell_id] = winner
         elif trial_states <= {"pending"}:
             state.cells[cell.cell_id] = "pending"
         else:
@@ -102,6 +103,17 @@ def read_state(plan: Plan, layout: GridLayout, verified: set[str] | None = None)
         else:
             state.evals[job.job_id] = "ready"
     return state
+
+
+def _selected_winner(path: str, state: GridState) -> str | None:
+    """The winning trial a selection file names; None (and a problem) when it is absent or unreadable."""
+    if not storage.exists(path):
+        return None
+    try:
+        return storage.read_json(path)["winner"]["trial_id"]
+    except (ValueError, KeyError, TypeError) as err:  # truncated or not ours: select the cell again
+        state.problems.append(f"{path} does not parse ({type(err).__name__}); the cell is selected again")
+        return None
 
 
 def _winner(model_key: str) -> str | None:

@@ -64,9 +64,17 @@ def select_and_record(plan: Plan, cell: Cell, layout: GridLayout) -> dict[str, A
     if record is None:
         return None
     path = layout.selection_file(cell.cell_id)
-    if not storage.exists(path) or storage.read_json(path) != record:
+    if _stored(path) != record:
         storage.atomic_write_json(path, record)
     return record
+
+
+def _stored(path: str) -> Any:
+    """The selection record in `path`; None when it is absent or does not parse (it is then rewritten)."""
+    try:
+        return storage.read_json(path) if storage.exists(path) else None
+    except ValueError:
+        return None
 
 
 def run_selection(plan: Plan, layout: GridLayout) -> dict[str, dict[str, Any]]:

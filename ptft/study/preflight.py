@@ -21,7 +21,7 @@ import logging
 import os
 import uuid
 
-from ptft.study.checkpoints import check_local_checkpoints
+from ptft.study.checkpoints import CheckpointResolutionError, check_local_checkpoints, hub_offline, local_path
 from ptft.study.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,38 @@ def preflight(plan: Plan) -> None:
 
 
 def check_checkpoints(plan: Plan) -> None:
-    """`CheckpointResolutionError` for a local checkpoint directory that is missing (offline, no hub)."""
+    """`CheckpointResolutionError` for a local checkpoint directory that is missing (offline, no hub), for
+    one folder named twice (its trials would train twice under two names), and, with HF_HUB_OFFLINE=1,
+    for a hub revision the local cache does not hold (the workers could not load it)."""
     spec = plan.spec
-    check_local_checkpoints(spec.model.id, spec.model.checkpoint_refs(), spec.base_dir)
+    refs = spec.model.checkpoint_refs()
+    check_local_checkpoints(spec.model.id, refs, spec.base_dir)
+    seen: dict[str, str] = {}
+    for i, ref in enumerate(refs):
+        if ref.kind == "local":
+            folder = os.path.realpath(local_path(ref.path or "", spec.base_dir))
+            if folder in seen:
+                raise CheckpointResolutionError(
+                    f"model.checkpoints[{i}]: {ref.label!r} is the folder {folder}, already checkpoint "
+                    f"{seen[folder]!r}; list each checkpoint once")
+            seen[folder] = ref.label
+    if hub_offline():
+        _check_offline_cache(spec.model.id, [r for r in refs if r.kind in ("main", "revision")])
+
+
+def _check_offline_cache(model_id: str, refs: list) -> None:
+    """Offline, a hub revision must be in the local cache (steps are resolved, and refused, by the resolver)."""
+    if not refs or os.path.isdir(os.path.expanduser(model_id)):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    for ref in refs:
+        found = try_to_load_from_cache(model_id, "config.json", revision=ref.revision)
+        if not isinstance(found, str):
+            raise CheckpointResolutionError(
+                f"checkpoint {ref.label!r}: {model_id}@{ref.revision} is not in the local Hugging Face cache and "
+                f"HF_HUB_OFFLINE=1; download it first (`huggingface-cli download {model_id} --revision "
+                f"{ref.revision}`) or unset HF_HUB_OFFLINE")
 
 
 def check_storage(root: str) -> None:

@@ -165,3 +165,15 @@ def test_a_completed_marker_whose_model_does_not_verify_retrains(plan, damage):
     assert {state.evals[j.job_id] for j in winner_jobs} == {"waiting"}  # never evaluated from a missing model
     assert any(winner.trial_id in p for p in state.problems)
     assert read_completed(out.root) is None  # so the trainer trains it again instead of skipping
+
+
+def test_a_truncated_selection_is_made_again(plan):
+    layout = GridLayout(plan.spec.storage_root())
+    cell, winner = _finish_cell(plan, layout)
+    path = layout.selection_file(cell.cell_id)
+    text = open(path).read()
+    open(path, "w").write(text[: len(text) // 3])
+    state = read_state(plan, layout)
+    assert state.cells[cell.cell_id] == "training" and any(path in p for p in state.problems)
+    assert run_selection(plan, layout)[cell.cell_id]["winner"]["trial_id"] == winner.trial_id  # rewritten
+    assert read_state(plan, layout).cells[cell.cell_id] == "selected"

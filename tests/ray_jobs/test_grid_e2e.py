@@ -197,3 +197,8 @@ def test_a_trial_bigger_than_the_local_ray_is_refused(tiny_checkpoints, tmp_path
     err = capsys.readouterr().err
     assert "a trial needs 64 CPU (resources.cpus_per_worker)" in err and "lower it" in err
     assert not Path(GridLayout(str(tmp_path / "storage")).lease_file).exists()  # released on the way out
+    # `ptft plan --check` says the same before a launch, and stops the Ray it started for the check.
+    assert main(["plan", str(spec_path), "--check", "--set", "resources.cpus_per_worker=64"]) == 2
+    assert "a trial needs 64 CPU" in capsys.readouterr().err
+    assert not ray.is_initialized()
+    assert main(["plan", str(spec_path), "--check"]) == 0

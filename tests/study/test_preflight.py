@@ -184,3 +184,36 @@ def test_spec_errors_pickle_intact() -> None:
     assert type(back) is SpecError and str(back) == str(err) and back.problems == err.problems
     storage_err = pickle.loads(pickle.dumps(PreflightError("storage: cannot write")))
     assert str(storage_err) == "storage: cannot write"
+
+
+def test_one_folder_under_two_names_is_refused(tmp_path):
+    from ptft.study.checkpoints import CheckpointResolutionError
+    from ptft.study.plan import build_plan
+    from ptft.study.preflight import check_checkpoints
+    from ptft.study.spec import load_spec
+    from tests.ray_jobs.conftest import write_spec
+
+    (tmp_path / "ck" / "step100").mkdir(parents=True)
+    (tmp_path / "ck" / "step400").mkdir(parents=True)
+    spec = load_spec(str(write_spec(tmp_path, tmp_path / "ck", name="twice", n_checkpoints=2)))
+    raw = spec.model_dump(exclude={"base_dir"})
+    raw["model"]["checkpoints"] = [{"path": str(tmp_path / "ck" / "step100"), "step": 100, "name": "a"},
+                                   {"path": str(tmp_path / "ck" / "step100") + "/", "step": 100, "name": "b"}]
+    from ptft.study.spec import parse_spec
+
+    with pytest.raises(CheckpointResolutionError, match="'b' is the folder .* already checkpoint 'a'"):
+        check_checkpoints(build_plan(parse_spec(raw, base_dir=str(tmp_path))))
+
+
+def test_offline_a_hub_revision_must_be_in_the_cache(paper_raw, monkeypatch, tmp_path):
+    from ptft.study.checkpoints import CheckpointResolutionError
+    from ptft.study.plan import build_plan
+    from ptft.study.preflight import check_checkpoints
+    from ptft.study.spec import parse_spec
+    from tests.study.conftest import edited
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    raw = edited(paper_raw, model__checkpoints=["step1000-tokens4B"])
+    with pytest.raises(CheckpointResolutionError, match="not in the local Hugging Face cache and HF_HUB_OFFLINE=1"):
+        check_checkpoints(build_plan(parse_spec(raw)))
