@@ -24,6 +24,7 @@ from ray_jobs.wandb_runs import settings_for
 class GridReport:
     trials_run: int = 0
     trials_failed: list[str] = field(default_factory=list)
+    trial_errors: dict[str, str] = field(default_factory=dict)  # trial_id -> its error's last line
     cells_selected: int = 0
     eval_models_run: int = 0
     eval_jobs_run: int = 0
@@ -36,8 +37,10 @@ class GridReport:
         return not self.trials_failed
 
     def failure_message(self) -> str:
-        return (f"error: trials failed: {', '.join(self.trials_failed)}; re-run the same command to retry "
-                "them (finished work is skipped)")
+        causes = "".join(f"\n  {t}: {self.trial_errors.get(t, 'no COMPLETED marker')}" for t in self.trials_failed)
+        return (f"error: {len(self.trials_failed)} trial(s) failed:{causes}\nIf the cause was passing (a lost "
+                "node, a preemption), re-run the same command: finished work is skipped and these trials resume "
+                "from their checkpoints. Otherwise fix the cause first.")
 
 
 def connect_ray() -> bool:
@@ -171,7 +174,8 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
                               experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                               on_trial_end=trial_ended, on_step=tick)
         report.trials_run = len(todo)
-        report.trials_failed = sorted(t for t, s in statuses.items() if s == "error"
+        report.trial_errors = {t: s.removeprefix("error: ") for t, s in statuses.items() if s.startswith("error")}
+        report.trials_failed = sorted(t for t, s in statuses.items() if s.startswith("error")
                                       or not (storage.exists(layout.trial(t).completed)
                                               or storage.exists(layout.trial(t).early_stopped)))
     report.seconds["train"] = time.perf_counter() - start

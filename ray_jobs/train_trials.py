@@ -200,6 +200,12 @@ def mark_early_stopped(layout: GridLayout, trial_id: str, metrics: dict[str, Any
         storage.atomic_write_json(out.early_stopped, {"val_loss": metrics.get("val_loss"), "metrics": metrics})
 
 
+def _last_line(error: BaseException) -> str:
+    """The line of a trial's error that says what went wrong (Ray wraps it in its own traceback)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(error).__name__
+
+
 def _template_version(trial: Trial) -> str:
     from ptft import tasks
 
@@ -210,8 +216,9 @@ def run_trials(plan: Plan, trials: list[Trial], layout: GridLayout, resolver: Re
                wandb_settings: WandbSettings | None, experiment_name: str,
                on_trial_end: Callable[[str], None] | None = None,
                on_step: Callable[[], None] | None = None) -> dict[str, str]:
-    """Run `trials` as one Tune experiment; returns trial_id -> Tune status. `on_trial_end(trial_id)` runs
-    in the driver as each trial ends, `on_step()` at every step of Tune's loop."""
+    """Run `trials` as one Tune experiment; returns trial_id -> "terminated" or "error: <its last error
+    line>". `on_trial_end(trial_id)` runs in the driver as each trial ends, `on_step()` at every step of
+    Tune's loop."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -245,7 +252,7 @@ def run_trials(plan: Plan, trials: list[Trial], layout: GridLayout, resolver: Re
     for result in results:
         trial_id = result.config["trial_id"]
         if result.error is not None:
-            statuses[trial_id] = "error"
+            statuses[trial_id] = f"error: {_last_line(result.error)}"
             continue
         statuses[trial_id] = "terminated"
         mark_early_stopped(layout, trial_id, result.metrics or {})
