@@ -90,6 +90,18 @@ def check_resources(plan: Plan, fixed_size: bool) -> None:
     _log(f"warning: {message}; waiting for the autoscaler to add such a node (if it never can, lower it)")
 
 
+def check_cluster(plan: Plan) -> None:
+    """`check_resources` against the cluster Ray gives us (or a local Ray started for the check, and stopped)."""
+    import ray
+
+    started = connect_ray()
+    try:
+        check_resources(plan, fixed_size=started)
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def _field(what: str, kind: str) -> str:
     prefix = "" if what == "a trial" else "eval_"
     return f"{prefix}{'cpus' if kind == 'CPU' else 'gpus'}_per_worker"

@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan is None:
         return 2
     try:
-        preflight(plan)  # what would otherwise fail only once the grid runs: folders, storage, the data
+        preflight(plan, about_to_run=options.check)  # what would otherwise fail only once the grid runs
     except (CheckpointResolutionError, DataError, PreflightError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -68,19 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _check_cluster(plan: Plan) -> bool:
     """Hold the plan's resources against the Ray cluster; prints why not and returns False."""
-    import ray
+    from ray_jobs.grid import ResourcesError, check_cluster
 
-    from ray_jobs.grid import ResourcesError, check_resources, connect_ray
-
-    started = connect_ray()
     try:
-        check_resources(plan, fixed_size=started)
+        check_cluster(plan)
     except ResourcesError as err:
         print(f"error: {err}", file=sys.stderr)
         return False
-    finally:
-        if started:
-            ray.shutdown()
     print("check: checkpoints, storage, data, hub revisions and cluster resources are fine", file=sys.stderr)
     return True
 

@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ptft.study.preflight import preflight
 
         try:
-            preflight(plan)
+            preflight(plan, about_to_run=False)
         except (CheckpointResolutionError, DataError, PreflightError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -74,7 +74,7 @@ def read_state(plan: Plan, layout: GridLayout, verified: set[str] | None = None)
             state.problems.append(f"trial {trial.trial_id}: {problem}")
         elif storage.exists(out.completed):
             state.trials[trial.trial_id] = "done"
-        elif storage.exists(out.early_stopped):
+        elif storage.exists(out.early_stopped) and _parses(out.early_stopped, state):
             state.trials[trial.trial_id] = "early_stopped"
         elif trial.trial_id in started:
             state.trials[trial.trial_id] = "started"
@@ -103,6 +103,15 @@ def read_state(plan: Plan, layout: GridLayout, verified: set[str] | None = None)
         else:
             state.evals[job.job_id] = "ready"
     return state
+
+
+def _parses(path: str, state: GridState) -> bool:
+    try:
+        storage.read_json(path)
+        return True
+    except ValueError as err:
+        state.problems.append(f"{path} does not parse ({type(err).__name__}); the trial runs again")
+        return False
 
 
 def _selected_winner(path: str, state: GridState) -> str | None:

@@ -34,14 +34,17 @@ class PreflightError(ValueError):
     """A spec path that cannot work (the storage root, the data folder): names the field and the fix."""
 
 
-def preflight(plan: Plan) -> None:
-    """Every cheap check of `plan`, before any Ray resource: checkpoints, storage, then data."""
-    check_checkpoints(plan)
+def preflight(plan: Plan, about_to_run: bool = True) -> None:
+    """Every cheap check of `plan`, before any Ray resource: checkpoints, storage, then data.
+
+    `about_to_run=False` (`ptft plan`, `--dry-run`) leaves out what only the machine that runs the grid
+    must have: with HF_HUB_OFFLINE=1, the hub revisions in its cache (planning stays offline)."""
+    check_checkpoints(plan, about_to_run)
     check_storage(plan.spec.storage_root())
     check_plan_data(plan)
 
 
-def check_checkpoints(plan: Plan) -> None:
+def check_checkpoints(plan: Plan, about_to_run: bool = True) -> None:
     """`CheckpointResolutionError` for a local checkpoint directory that is missing (offline, no hub), for
     one folder named twice (its trials would train twice under two names), and, with HF_HUB_OFFLINE=1,
     for a hub revision the local cache does not hold (the workers could not load it)."""
@@ -57,7 +60,7 @@ def check_checkpoints(plan: Plan) -> None:
                     f"model.checkpoints[{i}]: {ref.label!r} is the folder {folder}, already checkpoint "
                     f"{seen[folder]!r}; list each checkpoint once")
             seen[folder] = ref.label
-    if hub_offline():
+    if about_to_run and hub_offline():
         _check_offline_cache(spec.model.id, [r for r in refs if r.kind in ("main", "revision")])
 
 

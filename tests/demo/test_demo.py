@@ -11,19 +11,48 @@ from ptft.cli.demo.profiles import QUICK
 pytestmark = pytest.mark.slow
 
 
-def test_quick_demo_runs_the_whole_study(tmp_path: Path, monkeypatch, capsys):
-    import pandas as pd
+def _run_quick_demo(out: Path) -> tuple[int, str]:
+    import contextlib
+    import io
+
     import ray
 
     from ptft.cli.demo.command import demo_main
 
-    for key, value in {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    printed = io.StringIO()
     try:
-        status = demo_main(["--out", str(tmp_path), "--quick", "--no-progress"])
+        with contextlib.redirect_stdout(printed):
+            status = demo_main(["--out", str(out), "--quick", "--no-progress"])
     finally:
         ray.shutdown()
+    return status, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory) -> tuple[Path, int, str]:
+    """One `ptft demo --quick` run, shared by the tests below (it takes about a minute)."""
+    import os
+
+    env = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu"}
+    saved = {key: os.environ.get(key) for key in (*env, "WANDB_API_KEY")}
+    os.environ.update(env)
+    os.environ.pop("WANDB_API_KEY", None)
+    out = tmp_path_factory.mktemp("quick-demo")
+    try:
+        status, printed = _run_quick_demo(out)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return out, status, printed
+
+
+def test_quick_demo_runs_the_whole_study(quick_demo):
+    import pandas as pd
+
+    tmp_path, status, printed = quick_demo
     assert status == 0
 
     # Pre-training left loadable checkpoints, each with its tokenizer.
@@ -48,30 +77,26 @@ def test_quick_demo_runs_the_whole_study(tmp_path: Path, monkeypatch, capsys):
     assert own["delta"].mean() > 0, own[["checkpoint", "base", "finetuned", "delta"]]
 
     # The last lines say where the report is and how to sync the W&B runs.
-    tail = capsys.readouterr().out.strip().splitlines()[-3:]
+    tail = printed.strip().splitlines()[-3:]
     assert any("report.html" in line for line in tail), tail
     assert any(line.endswith(f"wandb sync {tmp_path / 'grid' / 'wandb'}/offline-run-*") for line in tail), tail
 
 
-def test_the_same_command_gives_the_same_numbers(tmp_path: Path, monkeypatch):
-    """Determinism: two runs of `ptft demo --quick` from scratch (pre-training included) agree exactly on
-    every trial's losses and every eval metric."""
+def test_the_same_command_gives_the_same_numbers(quick_demo, tmp_path: Path, monkeypatch):
+    """Determinism: a second run of `ptft demo --quick` from scratch (pre-training included) agrees exactly
+    with the first on every trial's losses and every eval metric."""
     import json
 
     import pandas as pd
-    import ray
-
-    from ptft.cli.demo.command import demo_main
 
     for key, value in {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu"}.items():
         monkeypatch.setenv(key, value)
+    first, status, _ = quick_demo
+    assert status == 0
+    assert _run_quick_demo(tmp_path / "second")[0] == 0
     runs = []
-    for name in ("first", "second"):
-        try:
-            assert demo_main(["--out", str(tmp_path / name), "--quick", "--no-progress"]) == 0
-        finally:
-            ray.shutdown()
-        grid = tmp_path / name / "grid"
+    for out in (first, tmp_path / "second"):
+        grid = out / "grid"
         losses = {}
         for manifest in grid.glob("trials/*/manifest.json"):
             m = json.loads(manifest.read_text())

@@ -177,3 +177,11 @@ def test_a_truncated_selection_is_made_again(plan):
     assert state.cells[cell.cell_id] == "training" and any(path in p for p in state.problems)
     assert run_selection(plan, layout)[cell.cell_id]["winner"]["trial_id"] == winner.trial_id  # rewritten
     assert read_state(plan, layout).cells[cell.cell_id] == "selected"
+
+
+def test_a_truncated_early_stop_marker_runs_the_trial_again(plan):
+    layout = GridLayout(plan.spec.storage_root())
+    trial = plan.trials[0]
+    storage.atomic_write_text(layout.trial(trial.trial_id).early_stopped, '{"val_loss": 1.')
+    state = read_state(plan, layout)
+    assert state.trials[trial.trial_id] == "pending" and any("does not parse" in p for p in state.problems)
