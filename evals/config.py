@@ -23,6 +23,6 @@ class EvalConfig(BaseModel):
     limit: int | None = defines(None, ge=1, description="Score only the first N examples of each eval set.")
     bootstrap_resamples: int = defines(3000, ge=10, description="Bootstrap resamples for std and CI.")
     bootstrap_seed: int = defines(1234, description="Seed of the bootstrap (recorded in every result).")
-    precision: Literal["auto", "bf16", "fp32"] = defines("auto", description="auto: bf16 on GPU, fp32 on CPU.")
+    precision: Literal["auto", "bf16", "fp32"] = defines("auto", description="auto: faithful mode the checkpoint's stored dtype; fixed mode bf16 on GPU, fp32 on CPU.")
     device: str | None = setting(None, description="torch device; None: cuda when available, else cpu.")
     fewshot_seed: int = defines(1234, description="Seed of the fixed-mode few-shot draw (tasks.eval_set).")

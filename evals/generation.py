@@ -25,15 +25,21 @@ from evals.requests import GenerationRequest, GenerationResult, cut_at_stop
 
 @once_per_distinct_request
 def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size: int = 16,
-             progress: bool = False) -> list[GenerationResult]:
-    """Greedy continuations, in request order."""
+             progress: bool = False, faithful: bool = False) -> list[GenerationResult]:
+    """Greedy continuations, in request order.
+
+    Default: a context longer than `lm.max_length - max_new_tokens` is cut from the left. `faithful`
+    (the study's `eval/predict.py`): the whole context is fed, however long (positions past the trained
+    window as the model computes them), and the text is the study's slice
+    (`faithful_text`); `past_window` says whether context + generated tokens ran past the window.
+    """
     import torch
 
     contexts = lm.tokenizer([r.context for r in requests])["input_ids"] if requests else []
     prepared = []
     for req, ids in zip(requests, contexts, strict=True):
-        budget = lm.max_length - req.max_new_tokens
-        prepared.append(truncate_left(list(ids) or [lm.empty_context_id], budget))
+        ids = list(ids) or [lm.empty_context_id]
+        prepared.append((ids, 0) if faithful else truncate_left(ids, lm.max_length - req.max_new_tokens))
     results: list[GenerationResult | None] = [None] * len(requests)
     prefixes = PrefixCache()
     with torch.inference_mode(), progress_bar(len(requests), "generate", progress) as bar:
@@ -41,11 +47,37 @@ def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size:
             outputs = _generate_batch(lm, [prepared[i][0] for i in batch], [requests[i] for i in batch], prefixes)
             for row, index in enumerate(batch):
                 tokens, reason = outputs[row]
-                raw = lm.tokenizer.decode(tokens, skip_special_tokens=True)
+                context_ids, dropped = prepared[index]
+                if faithful:
+                    raw = faithful_text(lm.tokenizer, requests[index].context, context_ids, tokens)
+                else:
+                    raw = lm.tokenizer.decode(tokens, skip_special_tokens=True)
                 text, _ = cut_at_stop(raw, requests[index].stop)
-                results[index] = GenerationResult(text, raw, len(tokens), reason, prepared[index][1])
+                past = len(context_ids) + len(tokens) > lm.trained_window
+                results[index] = GenerationResult(text, raw, len(tokens), reason, dropped, past)
             bar.update(len(batch))
     return results  # type: ignore[return-value]
+
+
+def faithful_text(tokenizer, prompt: str, prompt_ids: Sequence[int], generated: Sequence[int]) -> str:
+    """The study's prediction text: the decoded full sequence (prompt + generation), sliced by the
+    prompt string's length in characters (`output[len(prompt):]`, eval/predict.py), decoded as
+    transformers 4.40 did by default: special tokens skipped, tokenization spaces cleaned up
+    (`clean_up_tokenization_spaces=True`, which transformers 5 no longer applies to BPE). A cleanup
+    inside the prompt shifts the slice, as it did in the study."""
+    # transformers 5 ignores clean_up_tokenization_spaces=True for BPE tokenizers: decode raw, then clean
+    # up with 4.40's own rule.
+    full = tokenizer.decode(list(prompt_ids) + list(generated), skip_special_tokens=True,
+                            clean_up_tokenization_spaces=False)
+    return clean_up_tokenization(full)[len(prompt):]
+
+
+def clean_up_tokenization(text: str) -> str:
+    """The space clean-up that transformers 4.40's `decode` applied by default (the study ran under it;
+    transformers 5 skips it for BPE tokenizers even when asked): no space before . ? ! , or a clitic."""
+    return (text.replace(" .", ".").replace(" ?", "?").replace(" !", "!").replace(" ,", ",")
+            .replace(" ' ", "'").replace(" n't", "n't").replace(" 'm", "'m").replace(" 's", "'s")
+            .replace(" 've", "'ve").replace(" 're", "'re"))
 
 
 def _generate_batch(lm: LoadedModel, contexts: list[list[int]], requests: list[GenerationRequest],

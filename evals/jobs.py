@@ -11,7 +11,7 @@ from evals.results import ModelIdentity
 from ptft.core.ids import content_hash
 
 # Bump when a change to the engine or scoring can change a score: every cached result is recomputed.
-ENGINE_VERSION = "ptft-evals-4"
+ENGINE_VERSION = "ptft-evals-5"
 
 
 @dataclass(frozen=True)

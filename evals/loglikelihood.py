@@ -21,6 +21,7 @@ of the context pass).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -139,8 +140,11 @@ def _cost(e: _Encoded) -> int:
 
 
 def loglikelihood(lm: LoadedModel, requests: Sequence[LoglikelihoodRequest], batch_size: int = 16,
-                  progress: bool = False) -> list[LoglikelihoodResult]:
+                  progress: bool = False, faithful: bool = False) -> list[LoglikelihoodResult]:
     """log P(continuation | context) for every continuation of every request, in request order.
+
+    `faithful`: no context is truncated (the study fed whole prompts); `past_window` says whether some
+    candidate ran past the model's trained window.
 
     Requests with the same context (few-shot sets drawn from small pools repeat prompts, with the
     options in another order) are merged: one pass per distinct context scores the union of their
@@ -150,7 +154,7 @@ def loglikelihood(lm: LoadedModel, requests: Sequence[LoglikelihoodRequest], bat
     for req in requests:
         merged.setdefault(req.context, {}).update(dict.fromkeys(req.continuations))
     distinct = [LoglikelihoodRequest(context, tuple(conts)) for context, conts in merged.items()]
-    scored = dict(zip(merged, _loglikelihood(lm, distinct, batch_size, progress), strict=True))
+    scored = dict(zip(merged, _loglikelihood(lm, distinct, batch_size, progress, faithful), strict=True))
     results = []
     for req in requests:
         answer = scored[req.context]
@@ -158,15 +162,18 @@ def loglikelihood(lm: LoadedModel, requests: Sequence[LoglikelihoodRequest], bat
         picks = [where[cont] for cont in req.continuations]
         results.append(LoglikelihoodResult(tuple(answer.loglikelihoods[k] for k in picks),
                                            tuple(answer.token_counts[k] for k in picks),
-                                           tuple(answer.is_greedy[k] for k in picks), answer.truncated_tokens))
+                                           tuple(answer.is_greedy[k] for k in picks), answer.truncated_tokens,
+                                           answer.past_window))
     return results
 
 
 def _loglikelihood(lm: LoadedModel, requests: list[LoglikelihoodRequest], batch_size: int,
-                   progress: bool) -> list[LoglikelihoodResult]:
+                   progress: bool, faithful: bool = False) -> list[LoglikelihoodResult]:
     import torch
 
-    encoded = encode_loglikelihood(lm.tokenizer, requests, lm.max_length, lm.empty_context_id)
+    # faithful: a budget no context reaches, so every candidate keeps its whole context
+    max_length = sys.maxsize if faithful else lm.max_length
+    encoded = encode_loglikelihood(lm.tokenizer, requests, max_length, lm.empty_context_id)
     scored: list[LoglikelihoodResult | None] = [None] * len(encoded)
     batches = length_sorted_batches([_cost(e) for e in encoded], batch_size)
     prefixes = PrefixCache()
@@ -181,14 +188,17 @@ def _loglikelihood(lm: LoadedModel, requests: list[LoglikelihoodRequest], batch_
     counts = [[0] * len(req.continuations) for req in requests]
     greedy = [[False] * len(req.continuations) for req in requests]
     dropped = [0] * len(requests)
+    past = [False] * len(requests)
     for e, result in zip(encoded, scored, strict=True):
+        fed = len(e.context) + max((len(c) - 1 for c in e.continuations), default=0)
+        past[e.request] = past[e.request] or fed > lm.trained_window
         for j, k in enumerate(e.indices):
             logliks[e.request][k] = result.loglikelihoods[j]
             counts[e.request][k] = result.token_counts[j]
             greedy[e.request][k] = result.is_greedy[j]
         dropped[e.request] = max(dropped[e.request], e.truncated)
-    return [LoglikelihoodResult(tuple(ll), tuple(n), tuple(g), d)
-            for ll, n, g, d in zip(logliks, counts, greedy, dropped, strict=True)]
+    return [LoglikelihoodResult(tuple(ll), tuple(n), tuple(g), d, p)
+            for ll, n, g, d, p in zip(logliks, counts, greedy, dropped, past, strict=True)]
 
 
 def _score_batch(lm: LoadedModel, batch: list[_Encoded], prefixes: PrefixCache) -> list[LoglikelihoodResult]:
@@ -302,13 +312,15 @@ def _candidate_pass(lm: LoadedModel, batch: list[_Encoded], cache, lengths):
 
 @once_per_distinct_request
 def next_token_logprobs(lm: LoadedModel, requests: Sequence[NextTokenRequest], batch_size: int = 16,
-                        progress: bool = False) -> list[tuple[list[float], int]]:
+                        progress: bool = False, faithful: bool = False) -> list[tuple[list[float], int]]:
     """For each request: log-probabilities of its token ids right after the raw context (no whitespace
-    moved, as the study tokenized it), and how many context tokens were truncated."""
+    moved, as the study tokenized it), and how many context tokens were truncated (`faithful`: none,
+    the whole context is fed however long, as the study's `padding="longest"`, no truncation, did)."""
     import torch
 
     contexts = lm.tokenizer([r.context for r in requests])["input_ids"] if requests else []
-    trimmed = [truncate_left(list(ids) or [lm.empty_context_id], lm.max_length) for ids in contexts]
+    trimmed = [(list(ids) or [lm.empty_context_id], 0) if faithful
+               else truncate_left(list(ids) or [lm.empty_context_id], lm.max_length) for ids in contexts]
     results: list[tuple[list[float], int] | None] = [None] * len(requests)
     prefixes = PrefixCache()
     with torch.inference_mode(), progress_bar(len(requests), "next token", progress) as bar:

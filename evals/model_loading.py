@@ -28,6 +28,12 @@ class LoadedModel:
     device: Any  # torch.device
     dtype: Any  # torch.dtype
     max_length: int  # the most tokens one sequence may hold (context + continuation)
+    window: int | None = None  # the model's trained positions (max_position_embeddings); None: max_length
+
+    @property
+    def trained_window(self) -> int:
+        """The positions the model was trained on: faithful mode feeds past them and counts who did."""
+        return int(self.window) if self.window else self.max_length
 
     @property
     def pad_id(self) -> int:
@@ -66,13 +72,35 @@ def resolve_device(device: str | None = None):
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolve_dtype(precision: str, device) -> Any:
-    """auto: bf16 on GPU, fp32 on CPU (bf16 matmuls are slow and lossy on most CPUs)."""
+def resolve_dtype(precision: str, device, mode: str = "fixed", stored: str | None = None) -> Any:
+    """The dtype a model is loaded in. `device` is a torch.device or its name ("cuda", "cuda:1", "cpu").
+
+    fixed, auto: bf16 on GPU, fp32 on CPU (bf16 matmuls are slow and lossy on most CPUs).
+    faithful, auto: the checkpoint's stored dtype (`stored`, its config's `torch_dtype`/`dtype`), as the
+    study's `torch_dtype="auto"` loaded it, on any device; fp32 when the config names none.
+    bf16 / fp32: as asked, in both modes.
+    """
     import torch
 
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+    if precision == "auto" and mode == "faithful":
+        name = str(stored).replace("torch.", "") if stored else "float32"
+        dtype = getattr(torch, name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"checkpoint dtype {stored!r} is not a torch dtype")
+        return dtype
+    kind = device.type if hasattr(device, "type") else str(device).split(":")[0]
+    if precision == "bf16" or (precision == "auto" and kind == "cuda"):
         return torch.bfloat16
     return torch.float32
+
+
+def stored_dtype(config) -> str | None:
+    """The dtype a checkpoint's config.json records (`dtype` in transformers 5, `torch_dtype` before)."""
+    for name in ("dtype", "torch_dtype"):
+        value = getattr(config, name, None)
+        if value is not None:
+            return str(value).replace("torch.", "")
+    return None
 
 
 def load_tokenizer(path_or_id: str, revision: str | None = None):
@@ -91,13 +119,17 @@ def load_tokenizer(path_or_id: str, revision: str | None = None):
 
 
 def load_model(path_or_id: str, revision: str | None = None, precision: str = "auto",
-               device: str | None = None, max_length: int = 2048, tokenizer=None) -> LoadedModel:
-    """Load a causal LM for inference; `ModelLoadError` naming the model and revision on any failure."""
+               device: str | None = None, max_length: int = 2048, tokenizer=None,
+               dtype: Any = None) -> LoadedModel:
+    """Load a causal LM for inference; `ModelLoadError` naming the model and revision on any failure.
+
+    `dtype` (a torch dtype) overrides `precision` (the runner resolves it per mode, `resolve_dtype`).
+    """
     from transformers import AutoModelForCausalLM
 
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path_or_id, revision)
     dev = resolve_device(device)
-    dtype = resolve_dtype(precision, dev)
+    dtype = dtype if dtype is not None else resolve_dtype(precision, dev)
     try:
         model = AutoModelForCausalLM.from_pretrained(path_or_id, revision=revision, dtype=dtype)
     except Exception as exc:
@@ -106,7 +138,7 @@ def load_model(path_or_id: str, revision: str | None = None, precision: str = "a
     model.eval()
     positions = getattr(model.config, "max_position_embeddings", None) or max_length
     return LoadedModel(model=model, tokenizer=tokenizer, device=dev, dtype=dtype,
-                       max_length=min(max_length, int(positions)))
+                       max_length=min(max_length, int(positions)), window=int(positions))
 
 
 def is_uri(path_or_id: str) -> bool:

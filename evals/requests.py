@@ -43,6 +43,7 @@ class LoglikelihoodResult:
     token_counts: tuple[int, ...]
     is_greedy: tuple[bool, ...]
     truncated_tokens: int = 0  # context tokens dropped from the left to fit the model's length
+    past_window: bool = False  # some candidate was fed past the model's trained window (faithful mode)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class GenerationResult:
     num_tokens: int  # tokens generated (the eos, when hit, not counted)
     finish_reason: str  # "stop" | "eos" | "length"
     truncated_tokens: int = 0
+    past_window: bool = False  # context + generated tokens ran past the model's trained window
 
 
 def split_trailing_whitespace(context: str, continuation: str) -> tuple[str, str]:

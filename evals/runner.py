@@ -30,6 +30,7 @@ from evals.model_loading import (
     local_model_copy,
     resolve_device,
     resolve_dtype,
+    stored_dtype,
     weights_hash,
 )
 from evals.results import ResultRecord, write_records
@@ -63,15 +64,23 @@ def validate_jobs(jobs: list[EvalJob], default_mode: str, data_source: str = "hu
         check_shots(job.dataset, job.resolved_mode(default_mode), job.shots, data_source)
 
 
-def _model_max_length(model: ModelRef, source: str, config: EvalConfig) -> int:
-    """`config.max_length`, capped at the model's position budget (read from its config, no weights)."""
+def _model_config(model: ModelRef, source: str):
+    """The model's config (no weights)."""
     from transformers import AutoConfig
 
     try:
-        model_config = AutoConfig.from_pretrained(source, revision=model.revision)
+        return AutoConfig.from_pretrained(source, revision=model.revision)
     except Exception as exc:
         raise ModelLoadError(f"could not load the config of model {model.path_or_id!r} "
                              f"(revision {model.revision or 'default'!r}): {exc}") from exc
+
+
+def _model_max_length(model: ModelRef, source: str, config: EvalConfig, model_config=None) -> int:
+    """`config.max_length`, capped at the model's position budget (read from its config, no weights).
+
+    Fixed mode's budget; faithful mode truncates nothing and only counts items past it (`past_window`).
+    """
+    model_config = model_config if model_config is not None else _model_config(model, source)
     positions = getattr(model_config, "max_position_embeddings", None)
     return min(config.max_length, int(positions)) if positions else config.max_length
 
@@ -90,9 +99,13 @@ def model_identity(model: ModelRef, source: str | None = None) -> dict[str, Any]
 
 def build_eval_set(job: EvalJob, mode: str, config: EvalConfig, tokenizer, max_length: int,
                    data_source: str):
-    """The job's `tasks.EvalSet`, with shots dropped to fit the context budget."""
+    """The job's `tasks.EvalSet`: fixed mode drops shots to fit the context budget; faithful mode keeps
+    all k shots whatever the length, as the study's eval/predict.py did (docs/study.md §8)."""
     from ptft.tasks import eval_set, get_task
 
+    if mode == "faithful":
+        return eval_set(job.dataset, job.fmt, mode, job.shots, source=data_source, limit=config.limit,
+                        seed=config.fewshot_seed)
     spec = get_task(job.dataset)
     # Generation needs room for its answer; eval_set itself reserves the longest label candidate.
     budget = max_length - (config.max_new_tokens if spec.task_type == "generation" else 0)
@@ -165,8 +178,12 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
     # from_pretrained reads local folders and the hub; a folder in object storage is copied here first.
     source = local_model_copy(model.path_or_id) if is_uri(model.path_or_id) else model.path_or_id
     tokenizer = load_tokenizer(source, model.revision)
-    max_length = _model_max_length(model, source, config)
-    dtype = str(resolve_dtype(config.precision, resolve_device(config.device))).replace("torch.", "")
+    model_config = _model_config(model, source)
+    max_length = _model_max_length(model, source, config, model_config)
+    device = resolve_device(config.device)
+    # per mode: faithful `auto` is the checkpoint's stored dtype (the study's torch_dtype="auto")
+    dtypes = {mode: resolve_dtype(config.precision, device, mode, stored_dtype(model_config))
+              for mode in {job.resolved_mode(config.mode) for job in jobs}}
     model_id = model_identity(model, source)
     model_key = content_hash(model_id, length=16)
     loaded: LoadedModel | None = None
@@ -176,6 +193,8 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
         mode = job.resolved_mode(config.mode)
         job_id = job.resolved_id(model, config.mode)
         bar.set_postfix_str(job_id)
+        torch_dtype = dtypes[mode]
+        dtype = str(torch_dtype).replace("torch.", "")
         es = build_eval_set(job, mode, config, tokenizer, max_length, data_source)
         inputs = _cache_inputs(model_id, job, mode, es, config, max_length, dtype)
         cache_key = content_hash(inputs, length=16)
@@ -186,9 +205,10 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
             if on_record:
                 on_record(cached, True)
             continue
-        if loaded is None:
+        if loaded is None or loaded.dtype != torch_dtype:
+            loaded = None  # a job in the other mode's dtype: at most one copy of the weights is held
             loaded = load_model(source, model.revision, config.precision, config.device,
-                                max_length, tokenizer=tokenizer)
+                                max_length, tokenizer=tokenizer, dtype=torch_dtype)
         started = time.perf_counter()
         scored = score_eval_set(loaded, es, mode, batch_size=config.batch_size,
                                 max_new_tokens=config.max_new_tokens, progress=progress)

@@ -54,12 +54,13 @@ def score_eval_set(lm: LoadedModel, eval_set: Any, mode: str, batch_size: int = 
                    max_new_tokens: int = 60, progress: bool = False) -> ScoredSet:
     """Score every example of `eval_set` (a `tasks.EvalSet`) under `mode` ("fixed" or "faithful")."""
     kind = scoring_kind(eval_set.task.task_type)
+    faithful = mode == "faithful"  # the study fed every prompt whole: no truncation, past_window counted
     if kind == "generation":
         stop = tuple(eval_set.stop_sequences) if mode == "fixed" else ()
-        return score_generation(lm, eval_set, stop, max_new_tokens, batch_size, progress)
-    if kind == "classification" and mode == "faithful":
+        return score_generation(lm, eval_set, stop, max_new_tokens, batch_size, progress, faithful)
+    if kind == "classification" and faithful:
         return score_faithful_classification(lm, eval_set, batch_size, progress)
-    return score_by_loglikelihood(lm, eval_set, kind, batch_size, progress)
+    return score_by_loglikelihood(lm, eval_set, kind, batch_size, progress, faithful)
 
 
 def _base_record(example: Any) -> dict[str, Any]:
@@ -69,14 +70,14 @@ def _base_record(example: Any) -> dict[str, Any]:
 
 
 def score_by_loglikelihood(lm: LoadedModel, eval_set: Any, kind: str, batch_size: int = 16,
-                           progress: bool = False) -> ScoredSet:
+                           progress: bool = False, faithful: bool = False) -> ScoredSet:
     """Classification (fixed) and multiple choice: the candidate with the highest log-likelihood wins."""
     examples = eval_set.examples
     for example in examples:
         if not example.candidates or example.gold_index is None:
             raise ValueError(f"{eval_set.task.name}: example {example.example_id} has no candidates or gold")
     answers = loglikelihood(lm, [LoglikelihoodRequest(e.context, tuple(e.candidates)) for e in examples],
-                            batch_size=batch_size, progress=progress)
+                            batch_size=batch_size, progress=progress, faithful=faithful)
     acc, acc_norm, records, truncated = [], [], [], 0
     for example, answer in zip(examples, answers, strict=True):
         lls = np.asarray(answer.loglikelihoods)
@@ -100,7 +101,9 @@ def score_by_loglikelihood(lm: LoadedModel, eval_set: Any, kind: str, batch_size
         records.append(record)
     metric = eval_set.task.metric
     secondary = {"acc_norm": np.asarray(acc_norm)} if kind == "multiple_choice" else {}
-    return ScoredSet(metric, np.asarray(acc), records, secondary, {"truncated_examples": truncated})
+    past = sum(a.past_window for a in answers)
+    return ScoredSet(metric, np.asarray(acc), records, secondary,
+                     {"truncated_examples": truncated, "past_window": past})
 
 
 def verbalizer_tokens(tokenizer, verbalizers: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -137,7 +140,9 @@ def score_faithful_classification(lm: LoadedModel, eval_set: Any, batch_size: in
     label_words = tuple(task.label_words or ())
     examples = eval_set.examples
     answers = next_token_logprobs(lm, [NextTokenRequest(e.context, token_ids) for e in examples],
-                                  batch_size=batch_size, progress=progress)
+                                  batch_size=batch_size, progress=progress, faithful=True)
+    lengths = [len(ids) for ids in lm.tokenizer([e.context for e in examples])["input_ids"]] if examples else []
+    past = sum(n > lm.trained_window for n in lengths)
     scores, records, truncated = [], [], 0
     for example, (logprobs, dropped) in zip(examples, answers, strict=True):
         position = int(np.argmax(logprobs))  # first maximum, like torch.argmax over the study's list
@@ -153,7 +158,8 @@ def score_faithful_classification(lm: LoadedModel, eval_set: Any, batch_size: in
             truncated_tokens=dropped,
         )
         records.append(record)
-    return ScoredSet(task.metric, np.asarray(scores), records, {}, {"truncated_examples": truncated})
+    return ScoredSet(task.metric, np.asarray(scores), records, {},
+                     {"truncated_examples": truncated, "past_window": past})
 
 
 _ROUGE_SCORER = None
@@ -170,7 +176,7 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 
 def score_generation(lm: LoadedModel, eval_set: Any, stop: tuple[str, ...], max_new_tokens: int = 60,
-                     batch_size: int = 16, progress: bool = False) -> ScoredSet:
+                     batch_size: int = 16, progress: bool = False, faithful: bool = False) -> ScoredSet:
     """Greedy generation scored by ROUGE-L F1 against the gold target."""
     from ptft import tasks
 
@@ -180,7 +186,7 @@ def score_generation(lm: LoadedModel, eval_set: Any, stop: tuple[str, ...], max_
     fixed = eval_set.mode == "fixed"
     contexts = [tasks.token_boundary(e.context, "")[0] if fixed else e.context for e in examples]
     outputs = generate(lm, [GenerationRequest(c, stop, max_new_tokens) for c in contexts],
-                       batch_size=batch_size, progress=progress)
+                       batch_size=batch_size, progress=progress, faithful=faithful)
     scores, records, truncated = [], [], 0
     for example, out in zip(examples, outputs, strict=True):
         if fixed:
@@ -193,4 +199,6 @@ def score_generation(lm: LoadedModel, eval_set: Any, stop: tuple[str, ...], max_
         if out.raw_text != out.text:
             record["raw_prediction"] = out.raw_text
         records.append(record)
-    return ScoredSet(eval_set.task.metric, np.asarray(scores), records, {}, {"truncated_examples": truncated})
+    past = sum(out.past_window for out in outputs)
+    return ScoredSet(eval_set.task.metric, np.asarray(scores), records, {},
+                     {"truncated_examples": truncated, "past_window": past})

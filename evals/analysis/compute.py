@@ -50,6 +50,8 @@ def _counts(records: Sequence[ResultRecord], transfer: pd.DataFrame, forgetting:
         "format_missing_format_cells": int(fmt["n_formats_missing"].sum()) if len(fmt) else 0,
         "group_rows": len(groups),
         "group_rows_empty": int((groups["n"] == 0).sum()),
+        # faithful mode feeds every prompt whole; items longer than the model's trained window
+        "items_past_window": sum(int((r.extra.get("counts") or {}).get("past_window", 0)) for r in records),
     }
 
 
