@@ -62,13 +62,13 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
             ref = checkpoints[planned.checkpoint]
             if planned.model_kind == "base":
                 path, revision = resolver.resolve(spec.model.id, ref, spec.base_dir)
-                model = ModelRef.of(path, revision, base_model=spec.model.id, checkpoint=ref.label,
+                model = ModelRef.of(path, revision, base_model=spec.model.family, checkpoint=ref.label,
                                     checkpoint_step=ref.step)
                 models[key] = (model, "base")
             else:
                 trial = trials[planned.trial_id or state.winners[planned.cell_id or ""]]
                 model = ModelRef.of(layout.trial(trial.trial_id).model, model_kind="finetuned",
-                                    base_model=spec.model.id, checkpoint=ref.label, checkpoint_step=ref.step,
+                                    base_model=spec.model.family, checkpoint=ref.label, checkpoint_step=ref.step,
                                     train_dataset=trial.train_dataset, train_format=trial.train_format,
                                     lr=trial.lr, trial_id=trial.trial_id, epochs=trial.epochs)
                 models[key] = (model, trial.cell_id)

@@ -67,7 +67,8 @@ def trial_run(plan: Plan, trial: Trial, layout: GridLayout, resolver: RevisionRe
     spec = plan.spec
     job = train_job(spec, trial, layout, resolver)
     wandb_config = {
-        "cell_id": trial.cell_id, "trial_id": trial.trial_id, "model": job.model, "revision": job.revision,
+        "cell_id": trial.cell_id, "trial_id": trial.trial_id, "base_model": spec.model.family, "model": job.model,
+        "revision": job.revision,
         "checkpoint": trial.checkpoint.label, "train_dataset": trial.train_dataset,
         "train_format": trial.train_format, "lr": trial.lr, "epochs": trial.epochs, "data_mode": trial.data_mode,
         "data_source": spec.data.source, "template_version": _template_version(trial),

@@ -43,6 +43,9 @@ class ModelSpec(BaseModel):
     model_config = _STRICT
 
     id: str = Field(description="Hub id (allenai/OLMo-1B-hf) or a local model directory.")
+    name: str | None = Field(None, min_length=1, description=(
+        "The model family's name in results and reports (base_model); default: id. Give one when id is a "
+        "local folder of one checkpoint, so rows of every checkpoint do not read as that one."))
     checkpoints: list[Any] = Field(
         default_factory=lambda: ["main"],
         description="Steps (1000), 'main', explicit revisions, local dirs, or {path|revision|step, name}.",
@@ -65,6 +68,11 @@ class ModelSpec(BaseModel):
         if dupes:
             raise ValueError(f"duplicate checkpoints {dupes}")
         return value
+
+    @property
+    def family(self) -> str:
+        """What results call the pre-trained model (`base_model`)."""
+        return self.name or self.id
 
     def checkpoint_refs(self) -> list[CheckpointRef]:
         return [parse_checkpoint(item) for item in self.checkpoints]

@@ -71,6 +71,7 @@ def test_quick_demo_runs_the_whole_study(quick_demo):
 
     # Fine-tuning helps on the trained task's own eval set, on average over the checkpoints.
     transfer = pd.read_csv(analysis / "transfer.csv")
+    assert set(transfer["base_model"]) == {"ptft-demo-tiny-olmo"}  # the family, not one checkpoint's folder
     own = transfer[(transfer["train_dataset"] == "mnli") & (transfer["eval_dataset"] == "mnli_matched")
                    & (transfer["status"] == "ok")]
     assert own["checkpoint"].nunique() == len(QUICK.pretrain.checkpoint_steps)

@@ -82,7 +82,7 @@ def grid_spec(profile: DemoProfile, checkpoints: dict[int, str], storage: str) -
 
         with open(params_file, encoding="utf-8") as f:
             n_params = json.load(f).get("n_params")
-    model: dict[str, Any] = {"id": checkpoints[steps[-1]],
+    model: dict[str, Any] = {"id": checkpoints[steps[-1]], "name": "ptft-demo-tiny-olmo",
                              "checkpoints": [{"path": checkpoints[s], "step": s} for s in steps]}
     if n_params:
         model["num_params"] = n_params
