@@ -159,8 +159,11 @@ def download_dir(uri: str, local_dir: str, files: list[tuple[str, int]] | None =
 
 
 def upload_dir(local_dir: str, uri: str) -> None:
-    """Copy a local directory to a directory URI, file by file, each file written atomically; files the
-    destination has but `local_dir` lacks are removed afterwards (a checkpoint tag that was pruned)."""
+    """Copy a local directory to a directory URI (`s3://`, `gs://`, `file://`), file by file (an object
+    store writes each one whole); files the destination has but `local_dir` lacks are removed afterwards
+    (a checkpoint tag that was pruned)."""
+    import shutil
+
     import pyarrow.fs as pafs
 
     fs, inner = pafs.FileSystem.from_uri(uri)
@@ -170,18 +173,21 @@ def upload_dir(local_dir: str, uri: str) -> None:
         for name in names:
             rel = os.path.relpath(os.path.join(root, name), local_dir).replace(os.sep, "/")
             wanted.add(rel)
-            with open(os.path.join(root, name), "rb") as f:
-                atomic_write_bytes(f"{uri.rstrip('/')}/{rel}", f.read())
+            fs.create_dir(f"{base}/{rel}".rsplit("/", 1)[0], recursive=True)
+            with open(os.path.join(root, name), "rb") as src, fs.open_output_stream(f"{base}/{rel}") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 24)
     for rel, _ in list_files(uri):
         if rel not in wanted:
             fs.delete_file(f"{base}/{rel}")
 
 
 def remove(path: str | os.PathLike) -> None:
-    """Delete one file (local or object storage); a missing file is not an error."""
+    """Delete one file (local, or a URI pyarrow reads: `s3://`, `gs://`, `file://`); a missing file is fine."""
     path = str(path)
-    if is_remote(path):
-        fs, inner = _filesystem(path)
+    if "://" in path:
+        import pyarrow.fs as pafs
+
+        fs, inner = pafs.FileSystem.from_uri(path)
         try:
             fs.delete_file(inner)
         except FileNotFoundError:
