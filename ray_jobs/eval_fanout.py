@@ -81,7 +81,9 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
 def evaluate_one_model(run: EvalRun) -> EvalSummary:
     """Body of the Ray task: score one model's jobs, log one W&B eval run, return a summary."""
     from evals.runner import evaluate_model
+    from ray_jobs.train_trials import quiet_worker
 
+    quiet_worker()
     start = time.perf_counter()
     records = evaluate_model(run.model, list(run.jobs), run.config, run.out_dir, data_source=run.data_source,
                              progress=False)

@@ -15,6 +15,7 @@ What crosses Ray is one typed object, `TrialRun`: Tune hands it to the driver, t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     from trainers.sft import train_worker
 
     run: TrialRun = config["run"]
+    quiet_worker()
     if run.grid is None:
         train_worker(run.job, RayReporter())
         return
@@ -144,9 +146,17 @@ def train_in_process(run: TrialRun) -> None:
         release_accelerator_memory()
 
 
+def quiet_worker() -> None:
+    """No per-load progress bars from a Ray worker (they interleave in the driver's console)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def trial_driver(tune_config: dict[str, Any], runs: dict[str, TrialRun]) -> None:
     """Tune function trainable: train one trial in this process, or fit its TorchTrainer. Tune's config
     holds only the trial id (its search space is ids); the `TrialRun` objects travel via `with_parameters`."""
+    quiet_worker()
     run = runs[tune_config["trial_id"]]
     if run.resources.in_process:
         train_in_process(run)
@@ -225,6 +235,9 @@ def run_trials(plan: Plan, trials: list[Trial], layout: GridLayout, resolver: Re
 
     spec = plan.spec
     res = spec.resources
+    # Tune's new console output prints boxes and TensorBoard hints whatever `verbose` says; the classic
+    # reporter honours verbose=0, and our callback prints one line per trial instead.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     runs = [trial_run(plan, t, layout, resolver, wandb_settings) for t in trials]
     names = {t.trial_id: t.name for t in trials}
     scheduler = (ASHAScheduler(time_attr="step", grace_period=max(1, spec.train.log_every), reduction_factor=2)

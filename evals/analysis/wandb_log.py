@@ -80,7 +80,7 @@ def log_to_wandb(analysis: Analysis, project: str, entity: str | None = None, mo
         name=analysis.title, resume="allow" if run_id else None, save_code=False, reinit="create_new",
         config={"main_step": analysis.main_step, "chance_margin": analysis.chance_margin,
                 "primary_shots": analysis.primary_shots, "counts": analysis.counts},
-        settings=wandb.Settings(init_timeout=30, console="off"),
+        settings=wandb.Settings(init_timeout=30, console="off", silent=True),
     )
     try:
         if figures is None:
