@@ -111,7 +111,7 @@ def _log(message: str) -> None:
     print(f"[ptft] {message}", flush=True)
 
 
-def check_checkpoints(plan: Plan, resolver: RevisionResolver) -> None:
+def resolve_checkpoints(plan: Plan, resolver: RevisionResolver) -> None:
     """Resolve every checkpoint before any resource is asked for: a missing step fails here."""
     for ref in plan.spec.model.checkpoint_refs():
         resolver.resolve(plan.spec.model.id, ref, plan.spec.base_dir)
@@ -129,7 +129,7 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
     layout = GridLayout(spec.storage_root())
     resolver = resolver or RevisionResolver()
     preflight(plan)  # checkpoint folders, a writable storage, every split the plan reads: before Ray
-    check_checkpoints(plan, resolver)
+    resolve_checkpoints(plan, resolver)
     check_plan_version(layout)
     wandb_settings = settings_for(spec, layout.root)
     storage.makedirs(layout.root)
@@ -156,7 +156,7 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
         _log(f"evaluated {summary.key}: {summary.records} records in {summary.seconds:.1f}s")
 
     evals = EvalQueue(plan, on_done=evaluated)
-    verified: set[str] = set()  # records verified in this run (read_state runs after every trial)
+    verified: set[str] = set()  # markers verified in this run (read_state runs after every trial)
 
     def queue_ready_evals() -> None:
         evals.add(pending_work(plan, read_state(plan, layout, verified), layout, resolver, wandb_settings))

@@ -66,8 +66,9 @@ class TuneReporter:
     def resume_dir(self) -> Iterator[str | None]:
         from trainers.checkpointing import has_checkpoint
 
-        if self.remote and storage.list_files(self.root):
-            storage.download_dir(self.root, self.local)
+        files = storage.list_files(self.root) if self.remote else []
+        if files:
+            storage.download_dir(self.root, self.local, files)
         yield self.local if has_checkpoint(self.local) else None
 
     @contextlib.contextmanager

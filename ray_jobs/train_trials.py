@@ -108,12 +108,11 @@ def torch_trainer(run: TrialRun, callbacks: list[Any] | None = None) -> Any:
     from ray.train.torch import TorchTrainer
 
     res = run.resources
-    resources = {"CPU": res.cpus_per_worker} | ({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})
     return TorchTrainer(
         worker_loop,
         train_loop_config={"run": run},
         scaling_config=ScalingConfig(num_workers=res.workers_per_trial, use_gpu=bool(res.gpus_per_worker),
-                                     resources_per_worker=resources),
+                                     resources_per_worker=res.worker_resources()),
         run_config=RunConfig(
             name=run.trial_id, storage_path=run.train_root,
             failure_config=FailureConfig(max_failures=res.max_failures),
@@ -131,7 +130,7 @@ def train_in_process(run: TrialRun) -> None:
     import gc
 
     from ray_jobs.reporters import GridReporter, TuneReporter
-    from trainers.sft import train_worker
+    from trainers.sft import release_accelerator_memory, train_worker
 
     reporter = TuneReporter(run.checkpoint_root, run.trial_id)
     grid_reporter = GridReporter(reporter, run.grid, rank=0) if run.grid is not None else None
@@ -141,8 +140,6 @@ def train_in_process(run: TrialRun) -> None:
         if grid_reporter is not None:
             grid_reporter.finish()
         gc.collect()
-        from trainers.sft import release_accelerator_memory
-
         release_accelerator_memory()
 
 
@@ -194,7 +191,7 @@ def _trial_callback(total: int, layout: GridLayout, on_trial_end: Callable[[str]
             self._ended(trial, "done", failed=False)
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
-            self._ended(trial, "FAILED (rerun the same command to retry it)", failed=True)
+            self._ended(trial, "FAILED (its error is listed when the grid ends)", failed=True)
 
         def on_step_end(self, iteration, trials, **info) -> None:
             if on_step is not None:
@@ -243,7 +240,7 @@ def run_trials(plan: Plan, trials: list[Trial], layout: GridLayout, resolver: Re
     scheduler = (ASHAScheduler(time_attr="step", grace_period=max(1, spec.train.log_every), reduction_factor=2)
                  if spec.train.asha else FIFOScheduler())
     # In process the trainable holds the trial's resources; a TorchTrainer's workers hold them instead.
-    driver_resources = ({"cpu": res.cpus_per_worker} | ({"gpu": res.gpus_per_worker} if res.gpus_per_worker else {})
+    driver_resources = ({kind.lower(): amount for kind, amount in res.worker_resources().items()}
                         if res.in_process else {"cpu": 0.05})
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(trial_driver, runs={r.trial_id: r for r in runs}),

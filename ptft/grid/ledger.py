@@ -62,18 +62,20 @@ def check_plan_version(layout: GridLayout) -> None:
 def read_state(plan: Plan, layout: GridLayout, verified: set[str] | None = None) -> GridState:
     """Every trial's, cell's and eval job's state from the markers, each marker verified first.
 
-    `verified` caches record paths that verified earlier in the same run (a grid reads its state after
-    every trial; records are written once and only replaced by a recomputation)."""
+    `verified` caches the markers (COMPLETED, records) that verified earlier in the same run: a grid reads
+    its state after every trial, and a verified marker is only replaced by a recomputation."""
     state = GridState()
     started = set(storage.list_dir(layout.train_root))
     for trial in plan.trials:
         out = layout.trial(trial.trial_id)
-        problem = train_output_problem(out)
+        problem = None if verified is not None and out.completed in verified else train_output_problem(out)
         if problem is not None:  # COMPLETED, but what it vouches for does not verify: train it again
             state.trials[trial.trial_id] = "invalid"
             state.problems.append(f"trial {trial.trial_id}: {problem}")
         elif storage.exists(out.completed):
             state.trials[trial.trial_id] = "done"
+            if verified is not None:
+                verified.add(out.completed)
         elif storage.exists(out.early_stopped) and _parses(out.early_stopped, state):
             state.trials[trial.trial_id] = "early_stopped"
         elif trial.trial_id in started:
@@ -98,7 +100,7 @@ def read_state(plan: Plan, layout: GridLayout, verified: set[str] | None = None)
             state.evals[job.job_id] = "ready" if trial_ready else "waiting"
         elif _record_verifies(layout.evals(key).record(job.job_id), job.job_id, state, verified):
             state.evals[job.job_id] = "done"
-        elif state.trials.get(job.trial_id or _winner(key)) not in (None, "done"):
+        elif state.trials.get(job.trial_id or state.winners.get(job.cell_id or "", "")) not in (None, "done"):
             state.evals[job.job_id] = "waiting"  # its model is not (or no longer) trained
         else:
             state.evals[job.job_id] = "ready"
@@ -125,18 +127,14 @@ def _selected_winner(path: str, state: GridState) -> str | None:
         return None
 
 
-def _winner(model_key: str) -> str | None:
-    return model_key[len(trial_model_key("")):] if model_key.startswith(trial_model_key("")) else None
-
-
 def _record_verifies(path: str, job_id: str, state: GridState, verified: set[str] | None) -> bool:
     if verified is not None and path in verified:
         return True
+    if not storage.exists(path):
+        return False
     problem = record_problem(path, job_id)
     if problem is not None:
         state.problems.append(f"eval job {job_id}: {problem}")
-        return False
-    if not storage.exists(path):
         return False
     if verified is not None:
         verified.add(path)

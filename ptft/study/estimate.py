@@ -119,18 +119,10 @@ def model_params(model_id: str, declared: int | None, base_dir: str = ".") -> in
 
 
 def _split_size(task, split: str | None, source: str = "hub") -> int | None:
-    """Rows of a split: the registry's size for hub data, the file's line count for a local source."""
-    if not split:
-        return None
-    if source != "hub":
-        from ptft.tasks.loading import split_path
+    """Rows of a split: the registry's size for hub data, the file's rows for a local source."""
+    from ptft.tasks.loading import count_rows
 
-        path = split_path(task.name, split, source)
-        if not os.path.isfile(path):
-            return None
-        with open(path, "rb") as f:
-            return sum(1 for line in f if line.strip())
-    return (getattr(task, "split_sizes", None) or {}).get(split)
+    return count_rows(task, split, source) if split else None
 
 
 def _train_rows(task, source: str) -> int:

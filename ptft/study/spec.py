@@ -360,6 +360,10 @@ class ResourcesSpec(BaseModel):
         """Whether trials train inside their Tune trainable (no worker group of their own)."""
         return self.trial_launch == "in_process" or (self.trial_launch == "auto" and self.workers_per_trial == 1)
 
+    def worker_resources(self) -> dict[str, float]:
+        """What one training worker holds, in Ray's resource names (no GPU key on a CPU grid)."""
+        return {"CPU": self.cpus_per_worker} | ({"GPU": self.gpus_per_worker} if self.gpus_per_worker else {})
+
 
 class DataSpec(BaseModel):
     model_config = _STRICT
