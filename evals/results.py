@@ -35,6 +35,7 @@ class ModelIdentity:
     lr: float | None = None
     trial_id: str | None = None
     epochs: int | None = None
+    method: str = "full"  # fine-tuning method label ("full", "lora-r16", "prompt-20"); "full" for base models
 
     def __post_init__(self) -> None:
         if self.model_kind not in ("base", "finetuned"):
@@ -85,7 +86,7 @@ class ResultRecord(ModelIdentity):
     def key(self) -> tuple:
         return (
             self.source, self.model_kind, self.base_model, self.checkpoint, self.train_dataset,
-            self.train_format, self.lr, self.eval_dataset, self.eval_format, self.shots, self.mode,
+            self.train_format, self.method, self.lr, self.eval_dataset, self.eval_format, self.shots, self.mode,
             self.metric,
         )
 
