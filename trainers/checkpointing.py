@@ -50,13 +50,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_training_state(engine: Any, directory: str, step: int, client_state: dict[str, Any],
-                        keep_only_latest: bool = True) -> str:
+                        keep_only_latest: bool = True, frozen_excluded: bool = False) -> str:
     """Save a DeepSpeed checkpoint on every rank (collective); returns the tag.
 
-    With `keep_only_latest`, older tags in `directory` are removed once the new one is complete.
+    With `keep_only_latest`, older tags in `directory` are removed once the new one is complete. With
+    `frozen_excluded` (peft methods) only what trains is saved: the frozen base comes back from its
+    checkpoint when the run resumes.
     """
     tag = f"{_TAG_PREFIX}{step}"
-    engine.save_checkpoint(directory, tag=tag, client_state=client_state)
+    engine.save_checkpoint(directory, tag=tag, client_state=client_state, exclude_frozen_parameters=frozen_excluded)
     rank = dist.get_rank() if dist.is_initialized() else 0
     torch.save(_rng_state(), os.path.join(directory, tag, f"rng_state_rank{rank}.pt"))
     if dist.is_initialized():
@@ -68,9 +70,12 @@ def save_training_state(engine: Any, directory: str, step: int, client_state: di
     return tag
 
 
-def load_training_state(engine: Any, directory: str) -> dict[str, Any]:
-    """Load the latest DeepSpeed checkpoint in `directory` (collective); returns our client_state."""
-    load_path, client_state = engine.load_checkpoint(directory)
+def load_training_state(engine: Any, directory: str, strict: bool = True) -> dict[str, Any]:
+    """Load the latest DeepSpeed checkpoint in `directory` (collective); returns our client_state.
+
+    `strict=False` for checkpoints that hold only the trained parameters (peft methods).
+    """
+    load_path, client_state = engine.load_checkpoint(directory, load_module_strict=strict)
     if load_path is None:
         raise RuntimeError(f"DeepSpeed could not load the checkpoint in {directory}")
     tag = Path(directory, "latest").read_text().strip()
@@ -102,6 +107,68 @@ def export_model(engine: Any, tokenizer: Any, output_dir: str, zero_stage: int) 
     if dist.is_initialized():
         dist.barrier()
     return TrainOutput(output_dir).model if rank == 0 else None
+
+
+def export_adapter(engine: Any, tokenizer: Any, output_dir: str, zero_stage: int, method: Any, base: str,
+                   revision: str | None) -> None:
+    """Write the peft adapter to `output_dir/adapter` and, for LoRA, the merged model to `output_dir/model`
+    (collective).
+
+    Under ZeRO-3 the adapter's parameters are gathered first: saved without, every rank's adapter file
+    would hold empty tensors (docs/methods.md §3). The merge runs in a fresh process from the saved adapter
+    and the base checkpoint, never under ZeRO-3 (where peft's merge fails).
+    """
+    import deepspeed
+
+    from trainers.adapters import peft_model_of, trainable_parameters
+
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    peft_model = peft_model_of(engine.module)
+    out = TrainOutput(output_dir)
+    with tempfile.TemporaryDirectory(prefix="ptft-export-") as local:
+        adapter_dir = os.path.join(local, "adapter")
+        params = trainable_parameters(engine.module) if zero_stage == 3 else []
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=zero_stage == 3):
+            if rank == 0:
+                config = peft_model.peft_config["default"]
+                config.base_model_name_or_path, config.revision = base, revision  # what the adapter sits on
+                peft_model.save_pretrained(adapter_dir, safe_serialization=True)
+                _sort_target_modules(os.path.join(adapter_dir, "adapter_config.json"))
+                tokenizer.save_pretrained(adapter_dir)
+        if rank == 0:
+            if method.mergeable:
+                merged_dir = os.path.join(local, "model")
+                merge_in_fresh_process(adapter_dir, merged_dir)
+                publish_dir(merged_dir, out.model)
+            publish_dir(adapter_dir, out.adapter)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _sort_target_modules(config_path: str) -> None:
+    """peft writes an expanded target set in set order (it varies per process): sort it, so the same
+    training writes the same bytes (the adapter's hash is part of its eval cache key)."""
+    import json
+
+    with open(config_path) as f:
+        config = json.load(f)
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        with open(config_path, "w") as f:
+            json.dump(config, f, indent=2, sort_keys=True)
+
+
+def merge_in_fresh_process(adapter_dir: str, merged_dir: str) -> None:
+    """`python -m trainers.merge ADAPTER OUT` in a child process (its own memory, no DeepSpeed state)."""
+    import sys
+
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    result = subprocess.run([sys.executable, "-m", "trainers.merge", adapter_dir, merged_dir], env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"merging the LoRA adapter failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
 
 
 def publish_dir(local_dir: str, dest: str) -> None:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ptft.core import storage
 from ptft.core.layout import TrainOutput
 from trainers.config import TrainConfig
+from trainers.methods import FullMethod, Method
 
 
 class TrainJob(BaseModel):
@@ -36,6 +37,7 @@ class TrainJob(BaseModel):
     data_limit: int | None = Field(None, ge=1, description="Cap on rendered rows (smoke runs).")
     lr: float = Field(gt=0.0)
     config: TrainConfig = Field(default_factory=TrainConfig)
+    method: Method = Field(default_factory=FullMethod, description="Fine-tuning method (docs/methods.md).")
     output_dir: str = Field(description="Final model, manifest.json and COMPLETED go here.")
     checkpoint_dir: str | None = Field(
         None, description="Bare runs: local folder for DeepSpeed checkpoints (default <output_dir>/checkpoints).")

@@ -4,11 +4,14 @@ Model FLOPs per example of length t (PaLM appendix B, nanoGPT's `estimate_mfu`):
 of forward + backward, plus 12·L·H·Q·t² for attention (per token 12·L·H·Q·t, full t×t as PaLM counts it).
 N counts every parameter but the input embedding (a lookup, not a matmul); the output head is a matmul
 and is counted. Packed examples attend only within themselves, so each pays for its own t², and padding
-pays nothing: MFU measures useful work. Recomputation (activation checkpointing) is not counted.
+pays nothing: MFU measures useful work. Recomputation (activation checkpointing) is not counted. With a
+peft method the base weights are frozen (4·N·t: no weight gradients) and LoRA's adapters add 6 FLOPs per
+adapter weight per token; prompt methods' virtual tokens are counted as tokens of the examples they precede.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import sys
 import time
@@ -42,6 +45,11 @@ class FlopsModel:
     layers: int  # L
     heads: int  # H
     head_dim: int  # Q
+    frozen_base: bool = False  # peft methods: no weight gradients for the base (4N per token, not 6N)
+    adapter_matmul_params: int = 0  # LoRA: adapter weights that are matmuls on every token (6 per token each)
+
+    def for_method(self, frozen_base: bool, adapter_matmul_params: int) -> FlopsModel:
+        return dataclasses.replace(self, frozen_base=frozen_base, adapter_matmul_params=adapter_matmul_params)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module) -> FlopsModel:
@@ -54,8 +62,14 @@ class FlopsModel:
         return cls(total - embedding_numel, config.num_hidden_layers, heads, head_dim)
 
     def example_flops(self, length: int) -> float:
-        """Training FLOPs (forward + backward) of one example of `length` tokens."""
-        return 6.0 * self.matmul_params * length + 12.0 * self.layers * self.heads * self.head_dim * length**2
+        """Training FLOPs (forward + backward) of one example of `length` tokens.
+
+        Frozen base weights skip their weight gradients: forward 2N plus input gradients 2N. Attention has
+        no weights, so its forward and backward are counted in full either way.
+        """
+        base = (4.0 if self.frozen_base else 6.0) * self.matmul_params
+        return ((base + 6.0 * self.adapter_matmul_params) * length
+                + 12.0 * self.layers * self.heads * self.head_dim * length**2)
 
 
 def peak_memory_bytes() -> int:

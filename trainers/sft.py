@@ -32,8 +32,10 @@ import torch.distributed as dist
 
 from ptft.core.integrity import model_files
 from ptft.core.layout import TrainOutput
+from trainers.adapters import apply_method, parameter_counts, with_virtual_prefix
 from trainers.checkpointing import (
     code_version,
+    export_adapter,
     export_model,
     load_training_state,
     read_completed,
@@ -120,8 +122,14 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     model = AutoModelForCausalLM.from_pretrained(job.model, revision=job.revision, dtype=torch.float32, **attention)
     model.config.use_cache = False
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # Non-reentrant: with frozen base weights (peft) the reentrant variant sees no input needing grad.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     flops_model = FlopsModel.from_model(model)  # before ZeRO-3 partitions the parameters
+    model = apply_method(model, job.method, tokenizer_path=job.model, revision=job.revision)
+    params = parameter_counts(model)
+    if not job.method.trains_all_weights:
+        adapter_matmuls = params["trainable"] if job.method.name == "lora" else 0
+        flops_model = flops_model.for_method(frozen_base=True, adapter_matmul_params=adapter_matmuls)
     ds_config = deepspeed_config(cfg, lr=job.lr, world_size=world_size, on_gpu=on_gpu)
     groups = parameter_groups(model, cfg.weight_decay)
     engine, _, _, _ = deepspeed.initialize(
@@ -138,7 +146,7 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     metrics: dict[str, Any] = {}  # the last report's; restored so a run resumed at its end can still export
     with reporter.resume_dir() as resume_from:
         if resume_from is not None:
-            client_state = load_training_state(engine, resume_from)
+            client_state = load_training_state(engine, resume_from, strict=job.method.trains_all_weights)
             state = TrainState(**client_state["train_state"])
             metrics = client_state.get("metrics", {})
             log.info("resumed at step %d (micro-batch %d)", state.step, state.micro_index)
@@ -172,23 +180,32 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         if not (save or state.step % cfg.log_every == 0):
             continue
         metrics = _step_metrics(engine, state, meter, window_loss, window_steps, lr, world_size, peak,
-                                sampler)
+                                sampler) | {"trainable_parameters": params["trainable"],
+                                            "total_parameters": params["total"]}
         if last or state.step % val_every == 0:
             metrics["val_loss"] = validation_loss(engine, data.val.examples, pad_id, cfg.batch_size)
         meter.reset()
         window_loss, window_steps = 0.0, 0
         if save:
             with reporter.checkpoint_dir() as directory:
-                save_training_state(engine, directory, state.step, _client_state(state, sampler, metrics))
+                save_training_state(engine, directory, state.step, _client_state(state, sampler, metrics),
+                                    frozen_excluded=not job.method.trains_all_weights)
                 reporter.report(metrics, checkpoint_dir=directory)
         else:
             reporter.report(metrics)
 
-    # Export: model, manifest, marker (last).
-    export_model(engine, tokenizer, job.output_dir, cfg.zero_stage)
-    manifest = _manifest(job, data, metrics, state, total_steps, world_size, ds_config)
-    if rank == 0:
-        manifest["model_files"] = model_files(TrainOutput(job.output_dir).model)  # what COMPLETED vouches for
+    # Export: model and/or adapter, manifest, marker (last).
+    out = TrainOutput(job.output_dir)
+    if job.method.trains_all_weights:
+        export_model(engine, tokenizer, job.output_dir, cfg.zero_stage)
+    else:
+        export_adapter(engine, tokenizer, job.output_dir, cfg.zero_stage, job.method, job.model, job.revision)
+    manifest = _manifest(job, data, metrics, state, total_steps, world_size, ds_config) | {"parameters": params}
+    if rank == 0:  # what COMPLETED vouches for
+        if job.method.mergeable:
+            manifest["model_files"] = model_files(out.model)
+        if not job.method.trains_all_weights:
+            manifest["adapter_files"] = model_files(out.adapter)
         write_manifest_and_marker(job.output_dir, manifest)
     if dist.is_initialized():
         dist.barrier()
@@ -211,8 +228,13 @@ def load_training_data(job: TrainJob, tokenizer: Any) -> TrainingData:
     rendered = tasks.training_set(job.dataset, job.fmt, job.data_mode, source=job.data_source,
                                   limit=job.data_limit)
     train_rendered, val_rendered = split_validation(rendered.examples, cfg.val_size, cfg.seed)
-    train = build_examples(train_rendered, tokenizer, cfg.max_length)
-    val = build_examples(val_rendered, tokenizer, cfg.max_length)
+    # Prompt methods: each example's virtual tokens count against max_length too.
+    virtual = job.method.prefix_length
+    if virtual >= cfg.max_length:
+        raise ValueError(f"method {job.method.label}: {virtual} virtual tokens leave no room in max_length "
+                         f"{cfg.max_length}")
+    train = with_virtual_prefix(build_examples(train_rendered, tokenizer, cfg.max_length - virtual), virtual)
+    val = with_virtual_prefix(build_examples(val_rendered, tokenizer, cfg.max_length - virtual), virtual)
     plan = plan_rows([len(e) for e in train.examples], cfg.max_length, cfg.packing, cfg.seed)
     rows = [[train.examples[i] for i in row] for row in plan]
     return TrainingData(rows, val, train, rendered.checksum,

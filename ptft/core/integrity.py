@@ -1,7 +1,7 @@
 """A marker is trusted only if what it vouches for verifies.
 
-A trainer's COMPLETED vouches for its manifest and its exported model: the manifest lists every model file
-with its size, and each must be there at that size. An evaluator's record is its own marker: it must parse
+A trainer's COMPLETED vouches for its manifest and what it exported (the model, the adapter): the manifest
+lists every file of each with its size, and each must be there at that size. An evaluator's record is its own marker: it must parse
 as a result record of its job. A marker that does not verify is treated as absent (the work is redone),
 and the reason is said, never swallowed.
 """
@@ -38,17 +38,27 @@ def train_output_problem(out: TrainOutput) -> str | None:
         return f"{out.completed} is there but {out.manifest} is missing"
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         return f"{out.manifest} does not parse ({err})"
-    expected: dict[str, int] | None = manifest.get("model_files")
-    found = model_files(out.model) if storage.exists(out.model) or storage.is_remote(out.model) else {}
-    if expected is None:  # a manifest from before files were listed: the model must at least be there
+    # What the trial exported: model/ (full, merged LoRA) and adapter/ (every peft method), each listed.
+    folders = {out.model: manifest.get("model_files"), out.adapter: manifest.get("adapter_files")}
+    if all(expected is None for expected in folders.values()):
+        # a manifest from before files were listed: the model must at least be there
+        found = _found(out.model)
         return None if "config.json" in found else f"{out.model} has no config.json"
-    missing = sorted(name for name in expected if name not in found)
-    if missing:
-        return f"{out.model} lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
-    changed = sorted(name for name, size in expected.items() if found[name] != size)
-    if changed:
-        return f"{out.model}: {', '.join(changed[:3])} changed size since the trial completed"
+    for folder, expected in folders.items():
+        if expected is None:
+            continue
+        found = _found(folder)
+        missing = sorted(name for name in expected if name not in found)
+        if missing:
+            return f"{folder} lacks {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
+        changed = sorted(name for name, size in expected.items() if found[name] != size)
+        if changed:
+            return f"{folder}: {', '.join(changed[:3])} changed size since the trial completed"
     return None
+
+
+def _found(folder: str) -> dict[str, int]:
+    return model_files(folder) if storage.exists(folder) or storage.is_remote(folder) else {}
 
 
 def record_problem(path: str, job_id: str) -> str | None:

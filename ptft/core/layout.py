@@ -48,7 +48,13 @@ class TrainOutput:
 
     @property
     def model(self) -> str:
+        """A plain Hugging Face model: the fine-tuned weights (full), or the merged adapter (LoRA)."""
         return storage.join(self.root, "model")
+
+    @property
+    def adapter(self) -> str:
+        """The peft adapter (LoRA, prompt tuning, P-tuning); absent for full fine-tuning."""
+        return storage.join(self.root, "adapter")
 
     @property
     def manifest(self) -> str:
