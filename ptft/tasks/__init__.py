@@ -4,8 +4,12 @@
     train = training_set("mnli", "default", source="mini")
     evals = eval_set("mnli_matched", "instruct", "fixed", shots=4, source="mini")
     in_domain("mnli")  # ("mnli_matched", "mnli_mismatched"): the eval sets that are mnli's own task
+    for declared in load_task_file("configs/tasks/rte_declared.yaml"):  # tasks users declare (docs/tasks.md)
+        register_declared(declared)
 """
 
+from ptft.tasks.declared import DeclarationConflict, TaskDeclaration, declared_tasks, register_declared
+from ptft.tasks.declared_files import TaskDeclarationError, declarations_from_spec_value, load_task_file
 from ptft.tasks.errors import DataError, UnknownTaskError
 from ptft.tasks.formats.render import join_space, token_boundary
 from ptft.tasks.formats.templates import template_version
@@ -25,7 +29,9 @@ from ptft.tasks.types import (
 )
 
 __all__ = [
-    "FORMATS", "MODES", "TASK_TYPES", "DataError", "EvalExample", "EvalSet", "Rendered", "RenderedSet",
-    "Segment", "TaskSpec", "UnknownTaskError", "eval_set", "get_task", "in_domain", "list_tasks", "load_rows",
-    "join_space", "load_split", "template_version", "token_boundary", "training_set",
+    "FORMATS", "MODES", "TASK_TYPES", "DataError", "DeclarationConflict", "EvalExample", "EvalSet", "Rendered",
+    "RenderedSet", "Segment", "TaskDeclaration", "TaskDeclarationError", "TaskSpec", "UnknownTaskError",
+    "declarations_from_spec_value", "declared_tasks", "eval_set", "get_task", "in_domain", "list_tasks",
+    "load_rows", "load_task_file", "join_space", "load_split", "register_declared", "template_version",
+    "token_boundary", "training_set",
 ]

@@ -19,16 +19,26 @@ from typing import Any
 
 from ptft.tasks.errors import DataError
 from ptft.tasks.formats.render import column_root
-from ptft.tasks.registry import get_task
+from ptft.tasks.registry import REGISTRY, get_task
 from ptft.tasks.types import TaskSpec
 
 MINI_DIR = Path(__file__).resolve().parent / "mini" / "data"
 
 
-def split_path(task: str, split: str, source: str) -> str:
-    """The jsonl file a local source reads for (task, split)."""
+def split_path(task: str | TaskSpec, split: str, source: str) -> str:
+    """The jsonl file a local source reads for (task, split); a task declared with a folder reads
+    `<folder>/<split>.jsonl` whatever the source (docs/tasks.md)."""
+    spec = task if isinstance(task, TaskSpec) else REGISTRY.get(task)
+    if spec is not None and spec.data_dir is not None:
+        return str(Path(spec.data_dir) / f"{split}.jsonl")
+    name = task.name if isinstance(task, TaskSpec) else task
     folder = MINI_DIR if source == "mini" else Path(source)
-    return str(folder / task / f"{split}.jsonl")
+    return str(folder / name / f"{split}.jsonl")
+
+
+def is_local(task: TaskSpec, source: str) -> bool:
+    """Whether (task, source) reads a jsonl file: any source but the hub, and a declared folder always."""
+    return source != "hub" or task.data_dir is not None
 
 
 @dataclass(frozen=True)
@@ -87,20 +97,20 @@ def _load_json(path: str, mtime_ns: int, size: int) -> Any:
 
 
 def local_rows(task: str | TaskSpec, split: str, source: str) -> JsonlRows | None:
-    """The rows of a local source's file as written (None for source="hub"); see `read_jsonl`."""
-    if source == "hub":
-        return None
+    """The rows of a local source's file as written (None for a hub split); see `read_jsonl`."""
     spec = get_task(task) if isinstance(task, str) else task
-    return read_jsonl(split_path(spec.name, split, source), spec.name, split)
+    if not is_local(spec, source):
+        return None
+    return read_jsonl(split_path(spec, split, source), spec.name, split)
 
 
 def count_rows(task: str | TaskSpec, split: str, source: str = "hub") -> int | None:
     """Rows in a split without loading it: a local file's non-blank lines, a hub split's registry size
     (None when unknown, or when the local file is missing: `load_split` says why)."""
     spec = get_task(task) if isinstance(task, str) else task
-    if source == "hub":
+    if not is_local(spec, source):
         return spec.split_sizes.get(split)
-    path = split_path(spec.name, split, source)
+    path = split_path(spec, split, source)
     if not os.path.isfile(path):
         return None
     return len(read_jsonl(path, spec.name, split).rows)
@@ -113,12 +123,12 @@ def load_split(task: str | TaskSpec, split: str, source: str = "hub") -> Any:
     """
     spec = get_task(task) if isinstance(task, str) else task
     path: str | None = None
-    if source == "hub":
+    if not is_local(spec, source):
         import datasets
 
         dataset = datasets.load_dataset(spec.hub_id, spec.hub_config, split=split)
     else:
-        path = split_path(spec.name, split, source)
+        path = split_path(spec, split, source)
         if not os.path.isfile(path):
             raise DataError(spec.name, split, None, None, f"no file {path} (source={source!r})",
                             fix=f"write the split to {path}, one JSON object per line, or change data.source")

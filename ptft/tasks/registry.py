@@ -194,6 +194,8 @@ def _entries() -> list[TaskSpec]:
 
 
 REGISTRY: dict[str, TaskSpec] = {spec.name: spec for spec in _entries()}
+# the study's datasets; tasks users declare join REGISTRY at run time (ptft/tasks/declared.py)
+BUILTIN_TASKS: frozenset[str] = frozenset(REGISTRY)
 
 
 def get_task(name: str) -> TaskSpec:

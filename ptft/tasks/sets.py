@@ -10,8 +10,16 @@ from ptft.core.ids import canonical_json, sha256_text
 from ptft.tasks.errors import DataError, check_choice
 from ptft.tasks.fewshot import TokenCounter, assemble, eval_kind, query_text, shot_text
 from ptft.tasks.formats.render import RowContext, render_row
-from ptft.tasks.formats.templates import FAITHFUL_VERBALIZERS, stop_sequences, template_version
-from ptft.tasks.loading import count_rows, load_split, local_rows, shuffled_order, split_path, subset_indices
+from ptft.tasks.formats.templates import FAITHFUL_VERBALIZERS, task_stop_sequences, template_version
+from ptft.tasks.loading import (
+    count_rows,
+    is_local,
+    load_split,
+    local_rows,
+    shuffled_order,
+    split_path,
+    subset_indices,
+)
 from ptft.tasks.registry import REGISTRY, get_task, require_format
 from ptft.tasks.types import EvalExample, EvalSet, Rendered, RenderedSet, TaskSpec
 
@@ -132,7 +140,7 @@ def shot_pool(task: str | TaskSpec, mode: str) -> tuple[TaskSpec, str]:
 
 def _too_few_shots(pool: TaskSpec, split: str, have: int, shots: int, source: str, what: str = "rows",
                    name: str = "shots") -> DataError:
-    path = None if source == "hub" else split_path(pool.name, split, source)
+    path = split_path(pool, split, source) if is_local(pool, source) else None
     return DataError(pool.name, split, None, None,
                      f"{name} = {shots}, but the few-shot pool has only {have} {what} (source={source!r})",
                      path, f"lower {name} to at most {have}")
@@ -227,7 +235,7 @@ def eval_set(task: str, fmt: str, mode: str, shots: int, source: str = "hub", li
                           for e in examples])
     return EvalSet(
         task=spec, fmt=fmt, mode=mode, shots=shots, examples=tuple(examples),
-        stop_sequences=stop_sequences(spec.task_type, fmt, mode, spec.single_line_target),
+        stop_sequences=task_stop_sequences(spec, fmt, mode),
         faithful_verbalizers=FAITHFUL_VERBALIZERS.get(spec.family, ()),
         checksum=checksum, counts=counts, template_version=template_version(task, fmt, mode), split=split,
     )

@@ -36,7 +36,7 @@ class TaskSpec:
     faithful_formats: tuple[str, ...] = ()  # formats the study's code actually has (faithful mode)
     fewshot_task: str | None = None  # fixed mode: task whose split supplies shots (None: this task)
     fewshot_split: str | None = None  # fixed mode: split the shots come from
-    label_values: tuple[int, ...] | None = None  # raw label of each label word (index rule)
+    label_values: tuple[int, ...] | tuple[str, ...] | None = None  # raw label of each label word (index rule)
     faithful_default_word: str | None = None  # faithful: any other raw label becomes this word
     label_threshold: float | None = None  # stsb: score > threshold -> label_words[1]
     label_range: tuple[float, float] | None = None  # stsb (fixed): valid score range
@@ -50,6 +50,10 @@ class TaskSpec:
     # faithful mode scores a hidden-label split whose golds all became one word (QQP/STS-B, docs/study.md §1.1)
     faithful_hidden_labels: bool = False
     notes: str = ""
+    # --- tasks users declare (ptft/tasks/declared.py, docs/tasks.md); built-ins leave these empty ---
+    stop: tuple[str, ...] | None = None  # generation stop sequences in every format (None: the format's own)
+    data_dir: str | None = None  # a folder of <split>.jsonl that is this task's data, whatever the source
+    declaration_digest: str = ""  # hash of the declaration's defining fields; part of template_version
 
     def __hash__(self) -> int:  # dict fields are unhashable; the name is the identity
         return hash(self.name)
@@ -80,7 +84,8 @@ class TaskSpec:
                     raise ValueError(f"score {raw!r} is outside {self.label_range} (a hidden label?)")
             return self.label_words[1] if raw > self.label_threshold else self.label_words[0]
         values = self.label_values or tuple(range(len(self.label_words)))
-        if isinstance(raw, int) and not isinstance(raw, bool) and raw in values:
+        # a declared task may name its raw labels as text ("positive"); built-ins are all integers
+        if (isinstance(raw, str) or isinstance(raw, int) and not isinstance(raw, bool)) and raw in values:
             return self.label_words[values.index(raw)]
         if mode == "faithful" and self.faithful_default_word is not None:
             return self.faithful_default_word
@@ -92,7 +97,7 @@ class TaskSpec:
             raise ValueError(f"{word!r} is not a label word of {self.name}: {self.label_words}")
         return self.label_words.index(word.strip())
 
-    def label_value(self, word: str) -> int:
+    def label_value(self, word: str) -> int | str:
         """The raw hub label a label word stands for (stsb: 0/1 for below/above the threshold)."""
         index = self.label_index(word)
         return self.label_values[index] if self.label_values else index

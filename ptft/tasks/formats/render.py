@@ -14,6 +14,11 @@ _WS = (" ", "\n", "\t")
 _PATH = re.compile(r"^(?P<col>[^.\[]+)(?:\[(?P<idx>\d+)\]|\.(?P<key>\w+))?$")
 
 
+def is_column_path(path: str) -> bool:
+    """Whether `path` reads a column as the renderer can: "col", "col[0]" (an item) or "col.key"."""
+    return _PATH.match(path) is not None
+
+
 def column_root(path: str) -> str:
     """The hub column a column path reads ("Answer[0]" -> "Answer", "choices.text" -> "choices")."""
     match = _PATH.match(path)
@@ -102,7 +107,7 @@ def render_row(spec: TaskSpec, row: dict[str, Any], fmt: str, mode: str, where: 
         return _render_chat(spec, row, where, example_id)
     values = fields(spec, row, where)
     if spec.task_type == "multiple_choice":
-        return _render_mc(spec, values, where, example_id)
+        return _render_mc(spec, values, fmt, where, example_id)
     texts = {name: _text(values, name, spec, where) for name in values if name not in ("label",)}
     prompt = _format(template_string(spec.template, fmt, mode), texts)
     if spec.task_type == "generation":
@@ -150,10 +155,34 @@ def _mc_options(spec: TaskSpec, values: dict[str, Any], where: RowContext) -> tu
         return ["no", "yes"], int(values["answer"])
     if key == "mc_sciq":
         return [values["distractor1"], values["distractor2"], values["distractor3"], values["correct"]], 3
+    answer_rule = TEMPLATE_OPTIONS.get(key, {}).get("mc_answer")
+    if answer_rule is not None:  # a declared task (docs/tasks.md): a list of options and the gold's key
+        return _declared_mc_options(spec, values, str(answer_rule), where)
     raise ValueError(f"no multiple-choice rule for template {key!r}")
 
 
-def _render_mc(spec: TaskSpec, values: dict[str, Any], where: RowContext, example_id: str) -> Rendered:
+def _declared_mc_options(spec: TaskSpec, values: dict[str, Any], rule: str,
+                         where: RowContext) -> tuple[list[str], int]:
+    """A declared task's options and gold index: `answer` is a label in `choice_labels` ("label"), or the
+    gold's 0-based position, as an integer or its digits ("index": HellaSwag writes "2")."""
+    options, answer = values["choices"], values["answer"]
+    if not isinstance(options, (list, tuple)) or not options:
+        raise where.error(spec.columns["choices"], f"expected a non-empty list of options, got {options!r}")
+    if rule == "label":
+        labels = values["choice_labels"]
+        if not isinstance(labels, (list, tuple)) or answer not in labels:
+            raise where.error(spec.columns["answer"], f"label outside the label set: {answer!r} not in {labels}")
+        return list(options), list(labels).index(answer)
+    if isinstance(answer, str) and answer.strip().isdigit():
+        answer = int(answer.strip())
+    if isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < len(options):
+        raise where.error(spec.columns["answer"],
+                          f"label outside the label set: {answer!r} is not an index of {len(options)} options")
+    return list(options), answer
+
+
+def _render_mc(spec: TaskSpec, values: dict[str, Any], fmt: str, where: RowContext,
+               example_id: str) -> Rendered:
     options, gold = _mc_options(spec, values, where)
     if not all(isinstance(o, str) for o in options):
         raise where.error(spec.columns.get("choices", "options"), "options must be text")
@@ -162,7 +191,8 @@ def _render_mc(spec: TaskSpec, values: dict[str, Any], where: RowContext, exampl
     texts = {k: v for k, v in values.items() if isinstance(v, str)}
     if spec.template == "mc_hellaswag":
         texts["ctx_b"] = texts["ctx_b"].capitalize()
-    prompt = _format(template_string(spec.template, "default", "fixed"), texts)
+    # the built-ins have only "default"; a declared task may have a query per format
+    prompt = _format(template_string(spec.template, fmt, "fixed"), texts)
     options_cfg = TEMPLATE_OPTIONS.get(spec.template, {})
     if options_cfg.get("preprocess") == "hellaswag":
         prompt = _hellaswag_clean(prompt)

@@ -24,8 +24,12 @@ whose highlights are multi-line) also stop at "\\n".
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 from ptft.core.ids import content_hash
+
+if TYPE_CHECKING:
+    from ptft.tasks.types import TaskSpec
 
 # Bump when render/assembly *code* changes what a template produces (the strings below are hashed).
 RENDER_VERSION = 1
@@ -157,6 +161,13 @@ def stop_sequences(task_type: str, fmt: str, mode: str, single_line: bool) -> tu
     return ("\n", *stops) if single_line else stops
 
 
+def task_stop_sequences(spec: TaskSpec, fmt: str, mode: str) -> tuple[str, ...]:
+    """A task's stop sequences in (fmt, mode): a declared task's own list (docs/tasks.md), else the format's."""
+    if spec.stop is not None and spec.task_type == "generation" and mode == "fixed":
+        return spec.stop
+    return stop_sequences(spec.task_type, fmt, mode, spec.single_line_target)
+
+
 def fewshot_rules(task_type: str, mode: str) -> dict[str, str]:
     """The few-shot layout strings a (task type, mode) uses."""
     if task_type == "multiple_choice":
@@ -184,7 +195,7 @@ def template_version(task: str, fmt: str, mode: str) -> str:
         "options": TEMPLATE_OPTIONS.get(spec.template, {}),
         "chat": CHAT if spec.task_type == "chat" else None,
         "fewshot": fewshot_rules(eval_type, mode),
-        "stop": list(stop_sequences(spec.task_type, fmt, mode, spec.single_line_target)),
+        "stop": list(task_stop_sequences(spec, fmt, mode)),
         "columns": spec.columns,
         "label_words": spec.label_words,
         "label_values": spec.label_values,
@@ -193,4 +204,6 @@ def template_version(task: str, fmt: str, mode: str) -> str:
         "label_range": spec.label_range if mode == "fixed" else None,
         "verbalizers": FAITHFUL_VERBALIZERS.get(spec.family, ()),
     }
+    if spec.declaration_digest:  # a declared task: its source, splits, subset rule, metric (docs/tasks.md)
+        payload["declaration"] = spec.declaration_digest  # added only here, so built-in versions never move
     return content_hash(payload, length=16)
