@@ -16,22 +16,27 @@ ENGINE_VERSION = "ptft-evals-5"
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model to evaluate (hub id + revision, or a local directory) and the identity its records carry."""
+    """A model to evaluate (hub id + revision, or a local directory) and the identity its records carry.
+
+    `adapter`: a peft adapter folder (local or in object storage) applied to that model; the model is
+    then the adapter's base (docs/methods.md §4).
+    """
 
     path_or_id: str
     revision: str | None = None
     identity: ModelIdentity | None = None  # None: a base model named after its path and revision
+    adapter: str | None = None
 
     @classmethod
     def of(cls, path_or_id: str, revision: str | None = None, *, base_model: str | None = None,
-           checkpoint: str | None = None, **identity: Any) -> ModelRef:
+           checkpoint: str | None = None, adapter: str | None = None, **identity: Any) -> ModelRef:
         """A reference whose identity defaults to the model itself: base_model = the path or hub id,
         checkpoint = the revision, else the directory's name, else "main"."""
         if checkpoint is None:
             local = os.path.isdir(path_or_id) or is_uri(path_or_id)
             checkpoint = revision or (os.path.basename(path_or_id.rstrip("/")) if local else "main")
         return cls(path_or_id, revision, ModelIdentity(base_model=base_model or path_or_id,
-                                                       checkpoint=checkpoint, **identity))
+                                                       checkpoint=checkpoint, **identity), adapter)
 
     def __post_init__(self) -> None:
         if self.identity is None:  # checked at construction, before any work is done
@@ -42,7 +47,8 @@ class ModelRef:
         return os.path.isdir(self.path_or_id)
 
     def describe(self) -> str:
-        return f"{self.path_or_id}" + (f"@{self.revision}" if self.revision else "")
+        return (f"{self.path_or_id}" + (f"@{self.revision}" if self.revision else "")
+                + (f" + adapter {self.adapter}" if self.adapter else ""))
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class EvalJob:
         if self.job_id:
             return self.job_id
         mode = self.resolved_mode(default_mode)
-        digest = content_hash({"model": model.path_or_id, "revision": model.revision, "dataset": self.dataset,
-                               "fmt": self.fmt, "shots": self.shots, "mode": mode}, length=8)
+        named = {"model": model.path_or_id, "revision": model.revision, "dataset": self.dataset,
+                 "fmt": self.fmt, "shots": self.shots, "mode": mode}
+        if model.adapter:
+            named["adapter"] = model.adapter
+        digest = content_hash(named, length=8)
         return f"{self.dataset}.{self.fmt}.{self.shots}shot.{mode}.{digest}"

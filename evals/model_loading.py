@@ -27,8 +27,15 @@ class LoadedModel:
     tokenizer: Any
     device: Any  # torch.device
     dtype: Any  # torch.dtype
-    max_length: int  # the most tokens one sequence may hold (context + continuation)
+    max_length: int  # the most tokens one sequence may hold (context + continuation), virtual tokens excluded
     window: int | None = None  # the model's trained positions (max_position_embeddings); None: max_length
+    # Prompt-tuned and P-tuned models: the learned virtual-token embeddings [n, hidden] every sequence
+    # starts with (positions 0..n-1); the engine runs them as the first part of its shared prefix.
+    virtual_prefix: Any = None
+
+    @property
+    def prefix_length(self) -> int:
+        return 0 if self.virtual_prefix is None else int(self.virtual_prefix.shape[0])
 
     @property
     def trained_window(self) -> int:
@@ -120,10 +127,12 @@ def load_tokenizer(path_or_id: str, revision: str | None = None):
 
 def load_model(path_or_id: str, revision: str | None = None, precision: str = "auto",
                device: str | None = None, max_length: int = 2048, tokenizer=None,
-               dtype: Any = None) -> LoadedModel:
+               dtype: Any = None, adapter: str | None = None) -> LoadedModel:
     """Load a causal LM for inference; `ModelLoadError` naming the model and revision on any failure.
 
     `dtype` (a torch dtype) overrides `precision` (the runner resolves it per mode, `resolve_dtype`).
+    `adapter`: a local peft adapter folder on this base. LoRA is merged into the weights in memory; a
+    prompt-learning adapter becomes `virtual_prefix` (its encoder's output, computed once).
     """
     from transformers import AutoModelForCausalLM
 
@@ -136,9 +145,39 @@ def load_model(path_or_id: str, revision: str | None = None, precision: str = "a
         raise ModelLoadError(f"could not load {_describe(path_or_id, revision)}: {exc}") from exc
     model.to(dev)
     model.eval()
+    virtual = None
+    if adapter is not None:
+        model, virtual = _apply_adapter(model, adapter, path_or_id, revision)
     positions = getattr(model.config, "max_position_embeddings", None) or max_length
+    n = 0 if virtual is None else int(virtual.shape[0])
     return LoadedModel(model=model, tokenizer=tokenizer, device=dev, dtype=dtype,
-                       max_length=min(max_length, int(positions)), window=int(positions))
+                       max_length=min(max_length, int(positions)) - n, window=int(positions) - n,
+                       virtual_prefix=virtual)
+
+
+def _apply_adapter(model, adapter: str, path_or_id: str, revision: str | None):
+    """(model to score, virtual prefix or None) for a peft adapter on `model`."""
+    import torch
+    from peft import PeftModel
+
+    try:
+        peft_model = PeftModel.from_pretrained(model, adapter)
+    except Exception as exc:
+        raise ModelLoadError(f"could not load adapter {adapter!r} on {_describe(path_or_id, revision)}: "
+                             f"{exc}") from exc
+    peft_model.eval()
+    if not peft_model.active_peft_config.is_prompt_learning:
+        return peft_model.merge_and_unload(), None
+    with torch.inference_mode():
+        virtual = peft_model.get_prompt(batch_size=1)[0].detach().to(model.dtype)
+    return peft_model.get_base_model(), virtual
+
+
+def adapter_virtual_tokens(adapter: str) -> int:
+    """Virtual tokens a peft adapter folder prepends (0 for LoRA), read from its config alone."""
+    with open(os.path.join(adapter, "adapter_config.json")) as f:
+        config = json.load(f)
+    return int(config.get("num_virtual_tokens") or 0) if config.get("peft_type") != "LORA" else 0
 
 
 def is_uri(path_or_id: str) -> bool:

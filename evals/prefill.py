@@ -35,15 +35,22 @@ class PrefixCache:
     runs: int = 0  # prefix forwards done (tests check the prefix is not recomputed per batch)
 
     def get(self, lm: LoadedModel, prefix: Sequence[int]) -> list[tuple[Any, Any]]:
+        """The KV of the model's virtual tokens (if any) followed by `prefix`."""
         key = tuple(prefix)
-        if key != self.ids:
+        if key != self.ids or not self.layers:
             import torch
 
             cache = new_cache(lm)
             ids = torch.tensor([list(key)], dtype=torch.long, device=lm.device)
-            positions = torch.arange(len(key), device=lm.device)[None, :]
-            lm.model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True,
-                     logits_to_keep=1)
+            positions = torch.arange(lm.prefix_length + len(key), device=lm.device)[None, :]
+            if lm.prefix_length:
+                embeds = lm.model.get_input_embeddings()(ids)
+                embeds = torch.cat([lm.virtual_prefix[None].to(embeds.dtype), embeds], dim=1)
+                lm.model(inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True,
+                         logits_to_keep=1)
+            else:
+                lm.model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True,
+                         logits_to_keep=1)
             self.ids, self.layers = key, [(layer.keys, layer.values) for layer in cache.layers]
             self.runs += 1
         return self.layers
@@ -82,25 +89,29 @@ def prefill(lm: LoadedModel, contexts: Sequence[Sequence[int]], keep_cache: bool
 
     Returns the logits after each context's last token `[B, vocab]`, the KV cache (a DynamicCache
     whose column c of row b is real iff c < lengths[b]; None unless `keep_cache`) and the lengths.
+    A model with virtual tokens has them in the cache's first columns: lengths and positions count them.
     """
     import torch
 
     shared = shared_prefix_length(contexts) if prefixes is not None and len(contexts) > 1 else 0
     if shared < MIN_SHARED_PREFIX:
         shared = 0
+    offset = lm.prefix_length + shared  # cache columns every row reads before its own suffix
+    if offset and prefixes is None:
+        prefixes = PrefixCache()
     ids, suffix_lengths = right_pad([c[shared:] for c in contexts], lm.pad_id, lm.device)
     batch, width = ids.shape
-    positions = (shared + torch.arange(width, device=lm.device)).expand(batch, -1)
+    positions = (offset + torch.arange(width, device=lm.device)).expand(batch, -1)
     last = (suffix_lengths - 1)[:, None]  # one logits row per context: its last token
-    cache = new_cache(lm) if keep_cache or shared else None
+    cache = new_cache(lm) if keep_cache or offset else None
     mask = None
-    if shared:
+    if offset:
         for layer_idx, (keys, values) in enumerate(prefixes.get(lm, contexts[0][:shared])):
             cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), layer_idx)
         # Suffix token i sees the whole prefix and suffix tokens 0..i (pads only ever come later).
-        columns = torch.arange(shared + width, device=lm.device)
-        mask = attention_mask(lm, (columns[None, :] <= shared + torch.arange(width, device=lm.device)[:, None])
+        columns = torch.arange(offset + width, device=lm.device)
+        mask = attention_mask(lm, (columns[None, :] <= offset + torch.arange(width, device=lm.device)[:, None])
                               [None, None].expand(batch, 1, -1, -1))
     out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                    use_cache=cache is not None, logits_to_keep=last)
-    return out.logits[:, 0, :], cache if keep_cache else None, suffix_lengths + shared
+    return out.logits[:, 0, :], cache if keep_cache else None, suffix_lengths + offset

@@ -24,6 +24,7 @@ from evals.jobs import ENGINE_VERSION, EvalJob, ModelRef
 from evals.model_loading import (
     LoadedModel,
     ModelLoadError,
+    adapter_virtual_tokens,
     is_uri,
     load_model,
     load_tokenizer,
@@ -85,11 +86,15 @@ def _model_max_length(model: ModelRef, source: str, config: EvalConfig, model_co
     return min(config.max_length, int(positions)) if positions else config.max_length
 
 
-def model_identity(model: ModelRef, source: str | None = None) -> dict[str, Any]:
-    """What makes two evaluations of "the same model" the same: revision, or the weights' hash.
+def model_identity(model: ModelRef, source: str | None = None, adapter_source: str | None = None) -> dict[str, Any]:
+    """What makes two evaluations of "the same model" the same: revision, or the weights' hash; with an
+    adapter, the base's identity and the adapter's content hash.
 
     `source` is where the weights were read from (the local copy of a directory in object storage).
     """
+    if model.adapter:
+        base = model_identity(ModelRef(model.path_or_id, model.revision, model.identity), source)
+        return {"base": base, "adapter_sha256": weights_hash(adapter_source or model.adapter)}
     if is_uri(model.path_or_id):
         return {"uri": model.path_or_id, "weights_sha256": weights_hash(source or model.path_or_id)}
     if model.is_local:
@@ -177,14 +182,17 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
     out = EvalOutput(out_dir)
     # from_pretrained reads local folders and the hub; a folder in object storage is copied here first.
     source = local_model_copy(model.path_or_id) if is_uri(model.path_or_id) else model.path_or_id
+    adapter = model.adapter and (local_model_copy(model.adapter) if is_uri(model.adapter) else model.adapter)
     tokenizer = load_tokenizer(source, model.revision)
     model_config = _model_config(model, source)
-    max_length = _model_max_length(model, source, config, model_config)
+    # Virtual tokens take positions: the text budget is what they leave.
+    max_length = _model_max_length(model, source, config, model_config) - (
+        adapter_virtual_tokens(adapter) if adapter else 0)
     device = resolve_device(config.device)
     # per mode: faithful `auto` is the checkpoint's stored dtype (the study's torch_dtype="auto")
     dtypes = {mode: resolve_dtype(config.precision, device, mode, stored_dtype(model_config))
               for mode in {job.resolved_mode(config.mode) for job in jobs}}
-    model_id = model_identity(model, source)
+    model_id = model_identity(model, source, adapter)
     model_key = content_hash(model_id, length=16)
     loaded: LoadedModel | None = None
     records: list[ResultRecord] = []
@@ -208,7 +216,7 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
         if loaded is None or loaded.dtype != torch_dtype:
             loaded = None  # a job in the other mode's dtype: at most one copy of the weights is held
             loaded = load_model(source, model.revision, config.precision, config.device,
-                                max_length, tokenizer=tokenizer, dtype=torch_dtype)
+                                config.max_length, tokenizer=tokenizer, dtype=torch_dtype, adapter=adapter)
         started = time.perf_counter()
         scored = score_eval_set(loaded, es, mode, batch_size=config.batch_size,
                                 max_new_tokens=config.max_new_tokens, progress=progress)
@@ -218,7 +226,8 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
         predictions = out.predictions(job_id)
         storage.atomic_write_jsonl(predictions, scored.records)
         extra = {"cache_key": cache_key, "cache_inputs": inputs, "model_key": model_key,
-                 "path_or_id": model.path_or_id, "revision": model.revision, "data_source": data_source,
+                 "path_or_id": model.path_or_id, "revision": model.revision, "adapter": model.adapter,
+                 "data_source": data_source,
                  "dtype": dtype, "device": str(loaded.device), "batch_size": config.batch_size,
                  "seconds": round(seconds, 3), "examples_per_s": round(len(scored.scores) / max(seconds, 1e-9), 2)}
         record = _make_record(model, job, job_id, mode, es, scored, config, predictions, extra)
