@@ -5,6 +5,11 @@ segments with the same flag and no eos between them are joined first, so a join 
 word after it), labels are -100 where `train` is False, and the tokenizer's eos is appended where `eos` is
 True. Sequences longer than `max_length` keep their head (as open-instruct does) and are counted; examples
 with no target token left are dropped and counted. Nothing is silent: `ExampleSet.counts` says what happened.
+
+A tokenizer that adds special tokens in front of a text (Llama-style BOS; OLMo and Pythia add none) gets
+them once, at the start of the sequence, with label -100: the model sees what it saw in pre-training and
+what the evaluator feeds it (`tokenizer(context)`), and the completion's labels stay on its own tokens
+(docs/families.md §3).
 """
 
 from __future__ import annotations
@@ -54,16 +59,38 @@ def _merged_segments(segments: Sequence[Any]) -> list[tuple[str, bool, bool]]:
     return merged
 
 
-def tokenize_rendered(rendered: Any, tokenizer: Any, max_length: int) -> tuple[TokenizedExample, bool]:
+_PROBE = "Answer: yes"
+
+
+def leading_special_ids(tokenizer: Any) -> tuple[int, ...]:
+    """The ids `tokenizer(text)` puts before a text's own tokens (Llama: its BOS; OLMo, Pythia: none).
+
+    Read from the tokenizer's behaviour, not from its class or `bos_token` attribute: OLMo's and
+    Pythia's tokenizers name a bos token they never add.
+    """
+    with_special = list(tokenizer(_PROBE)["input_ids"])
+    plain = list(tokenizer(_PROBE, add_special_tokens=False)["input_ids"])
+    for start in range(len(with_special) - len(plain) + 1):
+        if with_special[start:start + len(plain)] == plain:
+            return tuple(with_special[:start])
+    raise ValueError(f"the tokenizer's special tokens change the text's own tokens ({with_special} vs {plain}); "
+                     "cannot tell where the text starts")
+
+
+def tokenize_rendered(rendered: Any, tokenizer: Any, max_length: int,
+                      prefix: tuple[int, ...] | None = None) -> tuple[TokenizedExample, bool]:
     """Token ids and labels for one `tasks.Rendered`; returns (example, was_truncated).
 
-    The example may have no target left after truncation; callers check `num_targets`.
+    `prefix`: the tokenizer's leading special ids (`leading_special_ids`, computed here when None); they
+    start the sequence once, untrained. The example may have no target left after truncation; callers
+    check `num_targets`.
     """
     eos_id = tokenizer.eos_token_id
     if eos_id is None:
         raise ValueError("the tokenizer has no eos token; SFT sequences end with eos")
-    input_ids: list[int] = []
-    labels: list[int] = []
+    prefix = leading_special_ids(tokenizer) if prefix is None else prefix
+    input_ids: list[int] = list(prefix)
+    labels: list[int] = [IGNORE_INDEX] * len(prefix)
     for text, train, eos in _merged_segments(rendered.segments):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
         if eos:
@@ -79,8 +106,9 @@ def build_examples(rendered: Sequence[Any], tokenizer: Any, max_length: int) -> 
     """Tokenize a sequence of `Rendered` examples; truncations and drops are counted, never silent."""
     kept: list[TokenizedExample] = []
     truncated = dropped = 0
+    prefix = leading_special_ids(tokenizer)  # once per set, not per example
     for item in rendered:
-        example, was_truncated = tokenize_rendered(item, tokenizer, max_length)
+        example, was_truncated = tokenize_rendered(item, tokenizer, max_length, prefix)
         truncated += was_truncated
         if example.num_targets == 0:
             dropped += 1
