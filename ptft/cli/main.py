@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("score a model on eval datasets x formats x shots", "ptft.cli.eval"),
     "analyze": ("transfer/forgetting/format matrices and a report from results", "ptft.cli.analyze"),
     "demo": ("pre-train a tiny model, run a whole study on it locally, write the report", "ptft.cli.demo.command"),
+    "tasks": ("list every task (built-in and declared); `tasks show NAME` renders one example", "ptft.cli.tasks"),
 }
 
 

@@ -228,6 +228,9 @@ def require_format(spec: TaskSpec, fmt: str, mode: str) -> None:
     check_choice("format", fmt, FORMATS)
     check_choice("mode", mode, MODES)
     if not spec.supports(fmt, mode):
+        if mode == "faithful" and spec.declaration_digest:
+            raise ValueError(f"{spec.name} is a declared task: it renders in fixed mode only (faithful mode "
+                             "is the study's code, for its own datasets; docs/tasks.md)")
         if fmt in spec.formats:
             raise ValueError(
                 f"{spec.name}: the study has no {fmt!r} format for this dataset, so faithful mode "
