@@ -67,10 +67,16 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
                 models[key] = (model, "base")
             else:
                 trial = trials[planned.trial_id or state.winners[planned.cell_id or ""]]
-                model = ModelRef.of(layout.trial(trial.trial_id).model, model_kind="finetuned",
-                                    base_model=spec.model.family, checkpoint=ref.label, checkpoint_step=ref.step,
-                                    train_dataset=trial.train_dataset, train_format=trial.train_format,
-                                    lr=trial.lr, trial_id=trial.trial_id, epochs=trial.epochs)
+                output = layout.trial(trial.trial_id)
+                identity = dict(model_kind="finetuned", base_model=spec.model.family, checkpoint=ref.label,
+                                checkpoint_step=ref.step, train_dataset=trial.train_dataset,
+                                train_format=trial.train_format, lr=trial.lr, trial_id=trial.trial_id,
+                                epochs=trial.epochs, method=trial.method.label)
+                if trial.method.mergeable:  # full, or LoRA merged: a plain model folder
+                    model = ModelRef.of(output.model, **identity)
+                else:  # prompt methods: the base checkpoint with the trial's adapter
+                    path, revision = resolver.resolve(spec.model.id, ref, spec.base_dir)
+                    model = ModelRef.of(path, revision, adapter=output.adapter, **identity)
                 models[key] = (model, trial.cell_id)
         jobs_by_key.setdefault(key, []).append(planned.job)
     config, data_source = spec.eval.eval_config(), spec.data_source()

@@ -58,7 +58,7 @@ def train_job(spec: ExperimentSpec, trial: Trial, layout: GridLayout, resolver: 
     return TrainJob(
         trial_id=trial.trial_id, cell_id=trial.cell_id, model=model, revision=revision,
         dataset=trial.train_dataset, fmt=trial.train_format, data_mode=trial.data_mode,
-        data_source=spec.data_source(), lr=trial.lr, config=trial.config,
+        data_source=spec.data_source(), lr=trial.lr, config=trial.config, method=trial.method,
         output_dir=layout.trial(trial.trial_id).root,
     )
 
@@ -71,7 +71,9 @@ def trial_run(plan: Plan, trial: Trial, layout: GridLayout, resolver: RevisionRe
         "cell_id": trial.cell_id, "trial_id": trial.trial_id, "base_model": spec.model.family, "model": job.model,
         "revision": job.revision,
         "checkpoint": trial.checkpoint.label, "train_dataset": trial.train_dataset,
-        "train_format": trial.train_format, "lr": trial.lr, "epochs": trial.epochs, "data_mode": trial.data_mode,
+        "train_format": trial.train_format, "method": trial.method.label,
+        "method_config": trial.method.model_dump(mode="json"), "lr": trial.lr, "epochs": trial.epochs,
+        "data_mode": trial.data_mode,
         "data_source": spec.data.source, "template_version": _template_version(trial),
         "train": trial.config.model_dump(mode="json"),
     }

@@ -108,3 +108,23 @@ def parameter_counts(model: Any) -> dict[str, int]:
 
 def trainable_parameters(model: Any) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
+
+
+def missing_target_modules(model_config: Any, method: LoraMethod) -> tuple[list[str], list[str]]:
+    """(target names the architecture lacks, the linear layer names it has), from its config alone.
+
+    The model is built on the meta device (no weights, no memory); peft matches a target name against the
+    end of each module's dotted name, as here.
+    """
+    from transformers import AutoModelForCausalLM
+
+    targets = method.resolved_targets(model_config.model_type)  # ValueError: no preset for this architecture
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config)
+    linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                     if isinstance(module, torch.nn.Linear) and name})
+    if targets == "all-linear":
+        return [], linear
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    return missing, linear

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ptft.core.identity import defines, identity_of
+from ptft.core.identity import defines, identity_of, setting
 
 # Named LoRA target sets per architecture (config.model_type). "all-linear" is peft's own rule (every
 # linear layer but the output head) and needs no table.
@@ -35,11 +35,18 @@ DEFAULT_INIT_TEXT = "Read the input and give the answer the task asks for."
 
 
 class _Method(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    # How tables and trial names call the method; it names, it does not define (ids ignore it).
+    custom_label: str | None = setting(None, alias="label", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+                                       description="Name in tables and trial names (default: e.g. lora-r16).")
 
     @property
     def label(self) -> str:
         """Short readable name used in trial names, records and tables."""
+        return self.custom_label or self.default_label()
+
+    def default_label(self) -> str:
         return self.name  # type: ignore[attr-defined]
 
     @property
@@ -100,8 +107,7 @@ class LoraMethod(_Method):
             return tuple(value)
         raise ValueError(f"target_modules {value!r} is not a preset or a list of module names")
 
-    @property
-    def label(self) -> str:
+    def default_label(self) -> str:
         return f"lora-r{self.r}"
 
     @property
@@ -130,8 +136,7 @@ class PromptTuningMethod(_Method):
         "random vocabulary tokens; random: peft's random init.")
     init_text: str | None = defines(None, description=f"Text for init: text (default: {DEFAULT_INIT_TEXT!r}).")
 
-    @property
-    def label(self) -> str:
+    def default_label(self) -> str:
         return f"prompt-{self.virtual_tokens}"
 
     @property
@@ -149,8 +154,7 @@ class PTuningMethod(_Method):
     encoder_layers: int = defines(2, ge=1, description="Layers of the prompt encoder (peft uses 2 for MLP).")
     encoder_dropout: float = defines(0.0, ge=0.0, lt=1.0, description="Dropout inside the prompt encoder.")
 
-    @property
-    def label(self) -> str:
+    def default_label(self) -> str:
         return f"ptuning-{self.virtual_tokens}"
 
 

@@ -1,7 +1,9 @@
 """The plan: a validated spec expanded into cells, trials and eval jobs, each with a content-hashed id.
 
-- A **cell** is (checkpoint, training dataset, training format); its id hashes everything that defines
-  the cell: model, checkpoint, dataset, format, data mode and source, epochs, seed, template version.
+- A **cell** is (checkpoint, training dataset, fine-tuning method, training format); its id hashes
+  everything that defines the cell: model, checkpoint, dataset, format, data mode and source, epochs,
+  seed, template version, and the method's defining fields (full fine-tuning adds nothing, so grids
+  written before methods existed keep their ids).
 - A **trial** is a cell at one learning rate; its id adds the lr and the other training hyperparameters.
 - An **eval job** is (model, eval dataset, eval format, shots). Base checkpoints are evaluated once per
   grid and shared by all their cells. A fine-tuned model is either "the winning lr of a cell" (its id
@@ -23,6 +25,7 @@ from ptft.core.ids import content_hash
 from ptft.study.checkpoints import CheckpointRef
 from ptft.study.spec import ExperimentSpec
 from trainers.config import TrainConfig
+from trainers.methods import FullMethod, Method
 
 # Bump when the meaning of an id's fields changes, so old results are never mistaken for new ones.
 # 2: identity read from the fields' own declarations (`ptft.core.identity`); trial ids hash the cell,
@@ -45,9 +48,17 @@ class Cell:
     train_format: str
     epochs: int
     lrs: tuple[float, ...]
+    method: Any = field(default_factory=FullMethod)  # a trainers.methods.Method
+
+    @property
+    def label(self) -> str:
+        """Readable name of the cell (W&B groups, logs)."""
+        method = "" if self.method.label == "full" else f"-{self.method.label}"
+        return f"{self.train_dataset}-{self.train_format}{method}-ckpt{self.checkpoint.label}"
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
+        out["method"] = self.method.model_dump(mode="json") | {"label": self.method.label}
         out["checkpoint"] = self.checkpoint.label
         out["checkpoint_step"] = self.checkpoint.step
         out["lrs"] = list(self.lrs)
@@ -67,6 +78,7 @@ class Trial(BaseModel):
     train_format: str
     data_mode: Literal["faithful", "fixed"]
     config: TrainConfig  # epochs included (a dataset may override them)
+    method: Method = FullMethod()
 
     @property
     def epochs(self) -> int:
@@ -75,7 +87,8 @@ class Trial(BaseModel):
     @property
     def name(self) -> str:
         """Readable, unique name for Tune trials, folders and W&B runs."""
-        return (f"{self.train_dataset}-{self.train_format}-ckpt{self.checkpoint.label}-lr{self.lr:g}-"
+        method = "" if self.method.label == "full" else f"-{self.method.label}"
+        return (f"{self.train_dataset}-{self.train_format}{method}-ckpt{self.checkpoint.label}-lr{self.lr:g}-"
                 f"{self.trial_id}")
 
     def to_json(self) -> dict[str, Any]:
@@ -139,21 +152,26 @@ def build_plan(spec: ExperimentSpec) -> Plan:
     for ref in spec.model.checkpoint_refs():
         for entry in train.datasets:
             config = train.train_config(epochs=train.epochs_for(entry))
-            lrs = tuple(train.lrs_for(entry))
-            for fmt in train.formats_for(entry):
-                cell_id = content_hash({
-                    "v": PLAN_VERSION, "model": spec.model.id, "checkpoint": ref.identity(),
-                    "dataset": entry.name, "format": fmt, "data_mode": train.mode,
-                    "data_source": spec.data.source, "epochs": config.epochs, "seed": config.seed,
-                    "template": _template_version(entry.name, fmt, train.mode),
-                })
-                cells.append(Cell(cell_id, ref, entry.name, fmt, config.epochs, lrs))
-                for lr in lrs:
-                    trial_id = content_hash({"v": PLAN_VERSION, "cell": cell_id, "lr": lr,
-                                             "train": identity_of(config)})
-                    trials.append(Trial(trial_id=trial_id, cell_id=cell_id, lr=lr, checkpoint=ref,
-                                        train_dataset=entry.name, train_format=fmt, data_mode=train.mode,
-                                        config=config))
+            for method_spec in train.methods_for(entry):
+                method = method_spec.method
+                lrs = tuple(train.lrs_for(entry, method_spec))
+                for fmt in train.formats_for(entry):
+                    defining = {
+                        "v": PLAN_VERSION, "model": spec.model.id, "checkpoint": ref.identity(),
+                        "dataset": entry.name, "format": fmt, "data_mode": train.mode,
+                        "data_source": spec.data.source, "epochs": config.epochs, "seed": config.seed,
+                        "template": _template_version(entry.name, fmt, train.mode),
+                    }
+                    if not method.trains_all_weights:
+                        defining["method"] = method.identity()
+                    cell_id = content_hash(defining)
+                    cells.append(Cell(cell_id, ref, entry.name, fmt, config.epochs, lrs, method))
+                    for lr in lrs:
+                        trial_id = content_hash({"v": PLAN_VERSION, "cell": cell_id, "lr": lr,
+                                                 "train": identity_of(config)})
+                        trials.append(Trial(trial_id=trial_id, cell_id=cell_id, lr=lr, checkpoint=ref,
+                                            train_dataset=entry.name, train_format=fmt, data_mode=train.mode,
+                                            config=config, method=method))
 
     pairs, skipped = evals.combinations()
     settings = identity_of(evals.eval_config())

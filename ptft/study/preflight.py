@@ -4,6 +4,8 @@ A grid that starts with bad data fails inside its Ray workers, a minute per retr
 buried in worker logs; so the driver checks first, here, through the same code the workers run:
 
 - `check_checkpoints(plan)`: every local checkpoint directory exists (no hub calls);
+- `check_methods(plan)`: every LoRA target module exists in the model (its config, read from the local
+  checkpoint or the hub cache: no download);
 - `check_storage(root)`: a local storage root can be written (a probe file is created and removed in the
   root, or in its nearest existing parent when the root does not exist yet); object stores are not probed;
 - `check_plan_data(plan)`: every split the plan reads loads and renders: each training set's train split
@@ -12,7 +14,7 @@ buried in worker logs; so the driver checks first, here, through the same code t
   A bad row raises `tasks.DataError` naming file, line, field and the fix. Hub sources are not read
   (that would download); they are skipped with a note in the log.
 
-`preflight(plan)` runs the three in that order. Pure: no Ray, nothing written but the probe file.
+`preflight(plan)` runs them in that order. Pure: no Ray, nothing written but the probe file.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def preflight(plan: Plan, about_to_run: bool = True) -> None:
     `about_to_run=False` (`ptft plan`, `--dry-run`) leaves out what only the machine that runs the grid
     must have: with HF_HUB_OFFLINE=1, the hub revisions in its cache (planning stays offline)."""
     check_checkpoints(plan, about_to_run)
+    check_methods(plan)
     check_storage(plan.spec.storage_root())
     check_plan_data(plan)
 
@@ -62,6 +65,48 @@ def check_checkpoints(plan: Plan, about_to_run: bool = True) -> None:
             seen[folder] = ref.label
     if about_to_run and hub_offline():
         _check_offline_cache(spec.model.id, [r for r in refs if r.kind in ("main", "revision")])
+
+
+def check_methods(plan: Plan) -> None:
+    """`PreflightError` naming `train.methods[i].target_modules` when a LoRA target is not a module of the
+    model. The config comes from a local checkpoint, else from the hub cache; when neither has it the
+    check is left to the workers (planning never downloads)."""
+    spec = plan.spec
+    loras = [(i, m.method) for i, m in enumerate(spec.train.methods) if m.method.name == "lora"]
+    if not loras:
+        return
+    model_config = _model_config(spec)
+    if model_config is None:
+        log.info("preflight: no local config for %s; LoRA target modules are checked by the workers", spec.model.id)
+        return
+    from trainers.adapters import missing_target_modules
+
+    for i, method in loras:
+        try:
+            missing, linear = missing_target_modules(model_config, method)
+        except ValueError as err:
+            raise PreflightError(str(err).replace("train.methods[lora]", f"train.methods[{i}]")) from None
+        if missing:
+            raise PreflightError(
+                f"train.methods[{i}].target_modules: {missing} are not modules of {spec.model.id} "
+                f"({model_config.model_type}); its linear layers are {linear}, or use 'all-linear'")
+
+
+def _model_config(spec):
+    """The model's config from its first local checkpoint or the hub cache (None when neither has it)."""
+    from transformers import AutoConfig
+
+    for ref in spec.model.checkpoint_refs():
+        if ref.kind == "local":
+            folder = local_path(ref.path or "", spec.base_dir)
+            if os.path.isfile(os.path.join(folder, "config.json")):
+                return AutoConfig.from_pretrained(folder)
+    if os.path.isdir(os.path.expanduser(spec.model.id)):
+        return AutoConfig.from_pretrained(os.path.expanduser(spec.model.id))
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(spec.model.id, "config.json")
+    return AutoConfig.from_pretrained(os.path.dirname(cached)) if isinstance(cached, str) else None
 
 
 def _check_offline_cache(model_id: str, refs: list) -> None:

@@ -21,6 +21,7 @@ from ptft.core.yaml_files import YamlError, parse_yaml, read_yaml
 from ptft.study.checkpoints import CheckpointRef, parse_checkpoint
 from ptft.study.spec_errors import SpecError, explain
 from trainers.config import TrainConfig
+from trainers.methods import FullMethod, Method
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -124,6 +125,32 @@ def _check_lr_list(value: Any) -> Any:
 
 
 # -------------------------------------------------------------------------------------- train
+class MethodSpec(BaseModel):
+    """One entry of `train.methods`: a method by name (`lora`) or with its parameters
+    (`{name: lora, r: 16, learning_rates: [1e-4, 3e-4]}`); its own learning rates, if given, replace the
+    dataset's and the section's (LoRA wants larger ones than full fine-tuning). docs/methods.md §1."""
+
+    model_config = _STRICT
+
+    method: Method
+    learning_rates: LearningRates | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = {"name": value}
+        if isinstance(value, dict) and "method" not in value:
+            fields = dict(value)
+            lrs = fields.pop("learning_rates", None)
+            return {"method": fields, "learning_rates": _check_lr_list(lrs)}
+        return value
+
+    @property
+    def label(self) -> str:
+        return self.method.label
+
+
 class _DatasetEntry(BaseModel):
     """A dataset given by name alone (`mnli`) or as a mapping with per-dataset settings."""
 
@@ -151,6 +178,8 @@ class TrainDataset(_DatasetEntry):
 
     learning_rates: LearningRates | None = None
     epochs: int | None = Field(None, ge=1)
+    methods: list[str] | None = Field(
+        None, min_length=1, description="Labels of train.methods to use on this dataset (default: all).")
 
     @classmethod
     def _check_task(cls, task) -> None:
@@ -170,6 +199,9 @@ class TrainSpec(TrainConfig):
     formats: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     mode: Literal["faithful", "fixed"] = "fixed"
     learning_rates: LearningRates = Field(default_factory=lambda: [2e-6])
+    methods: list[MethodSpec] = Field(
+        default_factory=lambda: [MethodSpec(method=FullMethod())], min_length=1,
+        description="Fine-tuning methods, each a grid axis: full, lora, prompt_tuning, p_tuning (docs/methods.md).")
     asha: bool = Field(False, description="Stop weak lrs early on validation loss (ASHA).")
 
     @field_validator("learning_rates", mode="before")
@@ -196,7 +228,24 @@ class TrainSpec(TrainConfig):
                     f"datasets[{i}]: dataset {entry.name!r} has no format(s) {missing} in {self.mode} mode "
                     f"(it has {_supported(task, self.mode)}); set datasets[{i}].formats"
                 )
+        self._check_methods()
         return self
+
+    def _check_methods(self) -> None:
+        labels = [m.label for m in self.methods]
+        for i, method in enumerate(self.methods):
+            if labels.count(method.label) > 1:
+                raise ValueError(f"methods[{i}]: two methods are labelled {method.label!r}; give one a `label:`")
+            if method.method.prefix_length >= self.max_length:
+                raise ValueError(f"methods[{i}]: {method.method.prefix_length} virtual tokens leave no room in "
+                                 f"max_length {self.max_length}")
+        for i, entry in enumerate(self.datasets):
+            unknown = [label for label in entry.methods or [] if label not in labels]
+            if unknown:
+                raise ValueError(f"datasets[{i}].methods: {unknown} are not labels of train.methods {labels}")
+
+    def methods_for(self, entry: TrainDataset) -> list[MethodSpec]:
+        return [m for m in self.methods if entry.methods is None or m.label in entry.methods]
 
     def train_config(self, epochs: int | None = None) -> TrainConfig:
         fields = {name: getattr(self, name) for name in TrainConfig.model_fields}
@@ -207,8 +256,12 @@ class TrainSpec(TrainConfig):
     def formats_for(self, entry: TrainDataset) -> list[str]:
         return list(entry.formats if entry.formats is not None else self.formats)
 
-    def lrs_for(self, entry: TrainDataset) -> list[float]:
-        return _lr_values(entry.learning_rates if entry.learning_rates is not None else self.learning_rates)
+    def lrs_for(self, entry: TrainDataset, method: MethodSpec | None = None) -> list[float]:
+        """The method's own lrs, else the dataset's, else the section's."""
+        for lrs in (method.learning_rates if method else None, entry.learning_rates):
+            if lrs is not None:
+                return _lr_values(lrs)
+        return _lr_values(self.learning_rates)
 
     def epochs_for(self, entry: TrainDataset) -> int:
         return entry.epochs if entry.epochs is not None else self.epochs

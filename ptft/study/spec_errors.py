@@ -36,7 +36,9 @@ def _format_loc(loc: tuple) -> str:
 def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     """The pydantic model that owns the field at `loc` (to list allowed keys for a typo)."""
     model: type[BaseModel] | None = root
-    for part in loc:
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
         if model is None:
             return None
         if isinstance(part, int):
@@ -44,8 +46,43 @@ def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
         field = model.model_fields.get(str(part))
         if field is None:
             return None
-        model = _find_model(field.annotation)
+        # A tagged union's error path names the member's tag next: follow that member.
+        member = _tagged_member(field.annotation, parts[0]) if parts else None
+        if member is not None:
+            parts.pop(0)
+        model = member or _find_model(field.annotation)
     return model
+
+
+def _tagged_member(annotation: Any, tag: Any) -> type[BaseModel] | None:
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            name = arg.model_fields.get("name")
+            if name is not None and name.default == tag:
+                return arg
+        elif typing.get_args(arg):
+            found = _tagged_member(arg, tag)
+            if found is not None:
+                return found
+    return None
+
+
+def _yaml_loc(loc: tuple) -> tuple:
+    """The path as the YAML spells it: a method entry is written flat (`{name: lora, r: 8}`), so its
+    `method` field and the union member's tag are not part of the path."""
+    out: list[Any] = []
+    parts = list(loc)
+    while parts:
+        part = parts.pop(0)
+        if part == "method" and out and isinstance(out[-1], int):
+            if parts and isinstance(parts[0], str) and parts[0] in _METHOD_TAGS:
+                parts.pop(0)
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+_METHOD_TAGS = ("full", "lora", "prompt_tuning", "p_tuning")
 
 
 def _find_model(annotation: Any) -> type[BaseModel] | None:
@@ -65,11 +102,13 @@ def explain(err: ValidationError, root: type[BaseModel], hidden: set[str] = froz
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith(("function-", "tagged-"))))
         # A union reports one error per member; the list member's path ends in "list[float]"-like names.
         loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in ("LogUniform",))))
-        where = _format_loc(loc)
+        where = _format_loc(_yaml_loc(loc))
         kind = e["type"]
         if kind == "extra_forbidden":
             owner = _model_at(root, loc[:-1])
-            allowed = [n for n in owner.model_fields if n not in hidden] if owner else []
+            allowed = [(f.alias or n) for n, f in owner.model_fields.items() if n not in hidden] if owner else []
+            if loc[-2:-1] and loc[-2] in _METHOD_TAGS:
+                allowed.append("learning_rates")  # written beside the method's own fields
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
             problems.append(f"{where}: unknown key{did_you_mean}; allowed keys: {', '.join(allowed)}")
@@ -81,7 +120,7 @@ def explain(err: ValidationError, root: type[BaseModel], hidden: set[str] = froz
         if msg.startswith("[") and "]: " in msg:  # a list validator that already names the index
             index, msg = msg.split(": ", 1)
             where += index
-        elif re.match(r"^(datasets|formats|shots)(\[\d+\])?(\.formats)?(\[\d+\])?: ", msg):
+        elif re.match(r"^(datasets|formats|shots|methods)(\[\d+\])?(\.formats|\.methods)?(\[\d+\])?: ", msg):
             sub, msg = msg.split(": ", 1)
             where = f"{where}.{sub}" if where else sub
         bad = e.get("input")

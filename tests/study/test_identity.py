@@ -19,6 +19,7 @@ from ptft.study.plan import build_plan
 from ptft.study.spec import ResourcesSpec, parse_spec
 from tests.study.conftest import edited
 from trainers.config import TrainConfig
+from trainers.methods import FullMethod, LoraMethod, PromptTuningMethod, PTuningMethod
 
 
 def _other_value(info: FieldInfo, current: Any = None) -> Any:
@@ -48,7 +49,8 @@ def _fields(model: type[BaseModel]) -> list[tuple[str, bool]]:
     return [(n, True) for n in defining_fields(model)] + [(n, False) for n in setting_fields(model)]
 
 
-@pytest.mark.parametrize("model", [TrainConfig, EvalConfig])
+@pytest.mark.parametrize("model", [TrainConfig, EvalConfig, FullMethod, LoraMethod, PromptTuningMethod,
+                                   PTuningMethod])
 def test_every_field_declares_whether_it_defines_a_result(model):
     assert undeclared_fields(model) == []
     with pytest.raises(TypeError, match="declare neither"):
@@ -116,3 +118,24 @@ def test_mfu_peak_no_longer_retrains_a_grid(paper_raw):
     base = build_plan(parse_spec(paper_raw))
     other = build_plan(parse_spec(edited(paper_raw, train__peak_flops=1.979e15)))
     assert [t.trial_id for t in base.trials] == [t.trial_id for t in other.trials]
+
+
+_METHOD_FIELDS = [(cls, name, defines) for cls in (LoraMethod, PromptTuningMethod, PTuningMethod)
+                  for name, defines in _fields(cls) if name != "name"]
+
+
+@pytest.mark.parametrize("cls,name,defines", _METHOD_FIELDS,
+                         ids=[f"{c.__name__}.{n}" for c, n, _ in _METHOD_FIELDS])
+def test_method_field_moves_cell_ids_exactly_when_it_defines(smoke_raw, cls, name, defines):
+    tag = cls.model_fields["name"].default
+    info = cls.model_fields[name]
+    value = {"custom_label": "renamed", "target_modules": "attention", "init_text": "Another init text."}.get(
+        name) or _other_value(info)
+    key = info.alias or name
+    base = build_plan(parse_spec(edited(smoke_raw, train__methods=[{"name": tag}])))
+    other = build_plan(parse_spec(edited(smoke_raw, train__methods=[{"name": tag, key: value}])))
+    before, after = {c.cell_id for c in base.cells}, {c.cell_id for c in other.cells}
+    if defines:
+        assert before.isdisjoint(after), f"{tag}.{name} defines a result but left cell ids unchanged"
+    else:
+        assert before == after, f"{tag}.{name} is a setting but moved cell ids"
