@@ -186,9 +186,10 @@ class TaskDeclaration(_Frozen):
         """Every field that defines a result, except the templates (hashed per format by template_version).
 
         A folder source enters as its split files' bytes, so the same data gives the same ids on any
-        machine, and edited data new ones. Description, cost estimate and origin are not identity.
+        machine, and edited data new ones. The name is in every id already (as a built-in's is); the
+        description, cost estimate and origin define no result.
         """
-        data = self.model_dump(mode="json", exclude={"templates", "description", "tokens_per_example",
+        data = self.model_dump(mode="json", exclude={"name", "templates", "description", "tokens_per_example",
                                                      "declared_in"})
         if self.source.folder is not None:
             data["source"] = {"folder_files": {split: _file_digest(Path(self.source.folder) / f"{split}.jsonl")
