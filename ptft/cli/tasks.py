@@ -124,7 +124,7 @@ def describe(spec: Any) -> dict[str, Any]:
     declared = declared_tasks().get(spec.name)
     return {"name": spec.name, "type": spec.task_type, "formats": list(spec.formats), "modes": modes,
             "metric": spec.metric, "splits": splits, "hub_sizes": dict(spec.split_sizes),
-            "from": declared.declared_in.split(" ")[0] if declared is not None else "built-in"}
+            "from": (declared.declared_in or "(code)") if declared is not None else "built-in"}
 
 
 def _table(described: list[dict[str, Any]]) -> str:
