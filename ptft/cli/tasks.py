@@ -205,10 +205,12 @@ def show_example(options: ShowOptions, name: str) -> str:
     out = [f"{head} · eval split {evals.split!r} (source {source}) · {options.shots}-shot · example "
            f"{options.index} ({example.example_id}) of {evals.counts['rows'] - evals.counts['shot_rows_excluded']}",
            f"template_version {version}",
-           "", f"context ({len(example.context)} characters, {example.shots_used} shots):", shown(example.context)]
+           "", f"context ({len(example.context)} characters, {example.shots_used} "
+           f"shot{'' if example.shots_used == 1 else 's'}):", shown(example.context)]
     if options.mode == "fixed" and example.context.endswith((" ", "\n", "\t")):
-        out.append(f"  (the scorer moves the final {example.context[-1]!r} onto each continuation before "
-                   "tokenizing: tasks.token_boundary)")
+        # evals/scoring.py splits there, as training did (tasks.token_boundary)
+        moved = "onto each candidate" if example.candidates else "off the context: the model generates it"
+        out.append(f"  (the scorer moves the final {example.context[-1]!r} {moved}; tasks.token_boundary)")
     if example.candidates:
         out += ["", "candidates (each scored as the continuation of the context):"]
         out += [f"  [{i}] {c!r}" + ("  <- gold" if i == example.gold_index else "")

@@ -124,6 +124,17 @@ def test_chat_declared_trains_like_tulu(tmp_path: Path) -> None:
     assert builtin and all(mine[r.example_id.split("/", 1)[1]].segments == r.segments for r in builtin)
 
 
+def test_the_example_task_file_declares_tasks_that_render() -> None:
+    summaries, trivia = load_task_file(REPO / "configs" / "tasks" / "examples.yaml")
+    assert (summaries.name, trivia.name) == ("mini_summaries", "trivia_qa_em")
+    register_declared(summaries)
+    register_declared(trivia)
+    assert get_task("trivia_qa_em").metric == "exact_match" and get_task("trivia_qa_em").formats == ("default", "instruct")
+    evals = eval_set("mini_summaries", "default", "fixed", 1, source="hub")  # its folder: nothing downloaded
+    assert evals.examples and evals.stop_sequences == ("\n", "\n###", "\n ###", "\n\n")
+    assert training_set("mini_summaries", "io").counts["subset"] == 400  # train_subset_size: null keeps all
+
+
 def test_declared_tasks_render_in_fixed_mode_only() -> None:
     (declaration,) = load_task_file(RTE_FILE)
     spec = register_declared(declaration)
