@@ -212,7 +212,9 @@ def show_example(options: ShowOptions, name: str) -> str:
         moved = "onto each candidate" if example.candidates else "off the context: the model generates it"
         out.append(f"  (the scorer moves the final {example.context[-1]!r} {moved}; tasks.token_boundary)")
     if example.candidates:
-        out += ["", "candidates (each scored as the continuation of the context):"]
+        scored = ("each scored as the continuation of the context" if options.mode == "fixed" else
+                  "the label words; faithful scoring reads the next-token verbalizers below")
+        out += ["", f"candidates ({scored}):"]
         out += [f"  [{i}] {c!r}" + ("  <- gold" if i == example.gold_index else "")
                 for i, c in enumerate(example.candidates)]
     out += ["", f"target: {example.target!r}"]
@@ -229,7 +231,7 @@ def show_main(argv: Sequence[str]) -> int:
     options, args = show_command().parse(argv)
     try:
         register_from(options)
-        print(show_example(options, args.name))
+        text = show_example(options, args.name)
     except DataError as err:
         return _fail(err, status=1)
     except OSError as err:  # datasets: the hub unreachable (offline), a dataset not there
@@ -237,6 +239,7 @@ def show_main(argv: Sequence[str]) -> int:
                      "(--source mini for a built-in task, or a folder of <task>/<split>.jsonl)", status=1)
     except (KeyError, ValueError) as err:  # an unknown task (UnknownTaskError is both), a bad declaration
         return _fail(err)
+    print(text)  # outside the try: a closed pipe (`| head`) is not a data error
     return 0
 
 
