@@ -1,7 +1,10 @@
 """Cost estimate of a plan: tokens, FLOPs, GPU-hours and wall-clock time where it will run, before anything runs.
 
-Training FLOPs ~= 6 * N * tokens (forward + backward); evaluation ~= 2 * N per token processed (prompt
-forward passes plus greedy generation with a KV cache). On GPUs, hours divide by MFU x peak (both flags).
+Training FLOPs ~= 6 * N * tokens (forward + backward) for full fine-tuning; a peft method's frozen base
+skips its weight gradients (4 * N * tokens), LoRA adds 6 FLOPs per adapter weight per token, and prompt
+methods' virtual tokens are tokens of every example (docs/methods.md §5). Evaluation ~= 2 * N per token
+processed (prompt forward passes plus greedy generation with a KV cache). Memory is the model states a
+trial holds before ZeRO partitions them: weights, gradients and AdamW moments of what trains. On GPUs, hours divide by MFU x peak (both flags).
 A grid on CPUs (`resources.gpus_per_worker: 0`, the demo and the smoke grids) gets a wall-clock estimate
 from measured CPU throughput instead: the grid's own finished trials when its storage has some, else
 `CPU_THROUGHPUT` (measured on a 2-core machine). Rows come from the registry's split sizes for hub data
@@ -14,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from ptft.study.plan import Plan
 
@@ -77,6 +80,80 @@ class WallClock:
 
 
 @dataclass(frozen=True)
+class MethodCost:
+    """What one method's trials cost: trainable parameters, FLOPs, and model-state memory per trial."""
+
+    trainable_params: int | None
+    trials: int
+    train_tokens: int
+    train_flops: float
+    model_state_bytes: int | None  # weights + gradients + optimizer state, before ZeRO partitioning
+
+
+def lora_params(method, config: dict | None) -> int | None:
+    """LoRA adapter weights r·(in + out) over the targeted linear layers, from a config.json (OLMo/Llama-
+    style and GPT-NeoX shapes); None when the config is unknown."""
+    if not config:
+        return None
+    d, ff, layers = config.get("hidden_size"), config.get("intermediate_size"), config.get("num_hidden_layers")
+    if not all(isinstance(x, int) for x in (d, ff, layers)):
+        return None
+    kv = d * config.get("num_key_value_heads", config.get("num_attention_heads", 1)) // max(
+        1, config.get("num_attention_heads", 1))
+    if config.get("model_type") == "gpt_neox":
+        shapes = {"query_key_value": (d, 3 * d), "dense": (d, d), "dense_h_to_4h": (d, ff), "dense_4h_to_h": (ff, d)}
+    else:
+        shapes = {"q_proj": (d, d), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (d, d),
+                  "gate_proj": (d, ff), "up_proj": (d, ff), "down_proj": (ff, d)}
+    targets = method.target_modules
+    if targets == "all-linear":
+        names = list(shapes)
+    elif targets == "attention":
+        from trainers.methods import ATTENTION_MODULES
+
+        names = list(ATTENTION_MODULES.get(config.get("model_type", ""), ()))
+    else:
+        names = [t for t in targets if t in shapes]
+    return layers * sum(method.r * sum(shapes[n]) for n in names if n in shapes)
+
+
+def method_cost(method, n: int | None, trial_tokens: list[int], examples: list[int], config: dict | None,
+                precision_bytes: int) -> MethodCost:
+    """FLOPs and model-state memory of one method's trials (`examples`: examples per trial, for the
+    virtual tokens every example carries)."""
+    tokens = sum(trial_tokens) + method.prefix_length * sum(examples)
+    if method.trains_all_weights:
+        trainable = n
+        flops = 6.0 * n * tokens if n else 0.0
+    else:
+        if method.name == "lora":
+            trainable = lora_params(method, config)
+        elif config and isinstance(config.get("hidden_size"), int):
+            hidden = config["hidden_size"]
+            encoder = (2 * hidden * method.encoder_hidden + method.encoder_hidden ** 2
+                       if method.name == "p_tuning" else 0)
+            trainable = method.virtual_tokens * hidden + encoder
+        else:
+            trainable = None
+        adapter_matmuls = (trainable or 0) if method.name == "lora" else 0
+        flops = (4.0 * n + 6.0 * adapter_matmuls) * tokens if n else 0.0
+    # Per trained weight: the weight, its gradient (precision_bytes each) and fp32 master + two moments.
+    trained_bytes = (2 * precision_bytes + 12) * trainable if trainable is not None else None
+    frozen = (n - (trainable or 0)) * precision_bytes if n and not method.trains_all_weights else 0
+    memory = trained_bytes + frozen if trained_bytes is not None else None
+    return MethodCost(trainable, len(trial_tokens), tokens, flops, memory)
+
+
+def _local_config(model_id: str, base_dir: str) -> dict | None:
+    path = model_id if os.path.isabs(model_id) else os.path.join(base_dir, model_id)
+    config_file = os.path.join(path, "config.json")
+    if os.path.isfile(config_file):
+        with open(config_file, encoding="utf-8") as f:
+            return json.load(f)
+    return None
+
+
+@dataclass(frozen=True)
 class Estimate:
     num_params: int | None
     train_tokens_per_trial: dict[str, int]  # trial_id -> tokens
@@ -92,6 +169,7 @@ class Estimate:
     eval_gpu_hours: float | None
     wall: WallClock | None  # None when the parameter count is unknown
     data_source: str  # "hub" (registry split sizes) or "local" (rows counted in the files)
+    methods: dict[str, MethodCost] = field(default_factory=dict)  # per method label
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -173,6 +251,7 @@ def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: f
 
     source = "hub" if spec.data.source == "hub" else spec.data_source()
     per_trial: dict[str, int] = {}
+    examples_per_trial: dict[str, int] = {}
     for trial in plan.trials:
         task = tasks.get_task(trial.train_dataset)
         rows = _train_rows(task, source)
@@ -183,7 +262,15 @@ def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: f
             per_step = spec.train.batch_size * spec.train.grad_accum * spec.resources.workers_per_trial
             tokens = min(tokens, spec.train.max_steps * per_step * task.tokens_per_example)
         per_trial[trial.trial_id] = tokens
+        examples_per_trial[trial.trial_id] = tokens // max(1, min(task.tokens_per_example, spec.train.max_length))
     train_tokens = sum(per_trial.values())
+    config = _local_config(spec.model.id, spec.base_dir)
+    precision_bytes = 2 if spec.resources.gpus_per_worker and spec.train.precision != "fp32" else 4
+    methods: dict[str, MethodCost] = {}
+    for label in dict.fromkeys(t.method.label for t in plan.trials):
+        trials = [t for t in plan.trials if t.method.label == label]
+        methods[label] = method_cost(trials[0].method, n, [per_trial[t.trial_id] for t in trials],
+                                     [examples_per_trial[t.trial_id] for t in trials], config, precision_bytes)
 
     eval_tokens = 0
     limit = spec.eval.limit
@@ -195,14 +282,14 @@ def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: f
         generated = spec.eval.max_new_tokens if task.task_type in GENERATION_TYPES else 0
         eval_tokens += examples * (context + generated)
 
-    train_flops = 6.0 * n * train_tokens if n else 0.0
+    train_flops = sum(cost.train_flops for cost in methods.values())
     eval_flops = 2.0 * n * eval_tokens if n else 0.0
     train_hours = train_flops / (mfu * peak) / 3600 if n else None
     eval_hours = eval_flops / (mfu * peak) / 3600 if n else None
     hours = train_hours + eval_hours if n else None
     wall = _wall_clock(plan, n, train_flops, eval_flops, train_hours, eval_hours) if n else None
     return Estimate(n, per_trial, train_tokens, eval_tokens, train_flops, eval_flops, gpu, peak, mfu, hours,
-                    train_hours, eval_hours, wall, "hub" if source == "hub" else "local")
+                    train_hours, eval_hours, wall, "hub" if source == "hub" else "local", methods)
 
 
 def _wall_clock(plan: Plan, n: int, train_flops: float, eval_flops: float, train_hours: float | None,

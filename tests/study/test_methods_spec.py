@@ -124,3 +124,25 @@ def test_a_lora_target_the_model_lacks_fails_in_the_preflight(tiny_checkpoints):
     with pytest.raises(PreflightError, match=r"train.methods\[1\].target_modules: \['query_key_value'\] are not "
                                              r"modules of .*its linear layers are \[.*'q_proj'"):
         check_methods(build_plan(parse_spec(bad)))
+
+
+def test_the_estimate_knows_each_methods_flops_and_memory(tiny_checkpoints):
+    from ptft.study.estimate import estimate_plan, lora_params
+
+    raw = edited(tiny_checkpoints, train__methods=["full", {"name": "lora", "r": 8},
+                                                   {"name": "prompt_tuning", "virtual_tokens": 10}])
+    plan = build_plan(parse_spec(raw))
+    estimate = estimate_plan(plan)
+    n = estimate.num_params
+    full, lora, prompt = (estimate.methods[k] for k in ("full", "lora-r8", "prompt-10"))
+    assert full.train_flops == 6.0 * n * full.train_tokens
+    assert full.trainable_params == n and full.model_state_bytes == 20 * n  # fp32: weight, grad, master, 2 moments
+    # A tiny OLMo's q/k/v/o (d x d) and gate/up/down (d x ff): r * (in + out) per matrix per layer.
+    config = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+    lora_method = next(c.method for c in plan.cells if c.method.name == "lora")
+    assert lora.trainable_params == lora_params(lora_method, config) == 2 * 8 * (4 * 128 + 3 * 192)
+    assert lora.train_flops == (4.0 * n + 6.0 * lora.trainable_params) * lora.train_tokens
+    assert prompt.train_tokens > full.train_tokens  # every example carries its 10 virtual tokens
+    assert prompt.train_flops == 4.0 * n * prompt.train_tokens
+    assert lora.model_state_bytes < full.model_state_bytes / 3
+    assert estimate.train_flops == full.train_flops + lora.train_flops + prompt.train_flops
