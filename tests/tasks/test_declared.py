@@ -101,6 +101,23 @@ def test_declared_multiple_choice_renders_byte_identically_to_arc(tmp_path: Path
             eval_set("arc_easy", "default", "fixed", shots, source="mini"))
 
 
+def test_multiple_choice_by_index(tmp_path: Path) -> None:
+    rows = [{"q": "2 + 2?", "options": ["3", "4", "5"], "gold": 1}, {"q": "1 + 2?", "options": ["3", "4"], "gold": "0"}]
+    _write_jsonl(tmp_path / "dev.jsonl", rows)
+    _write_jsonl(tmp_path / "bad.jsonl", [{"q": "?", "options": ["a", "b"], "gold": 2}])
+    raw = {"name": "sums_mc", "type": "multiple_choice", "source": {"folder": str(tmp_path)},
+           "splits": {"eval": "dev"}, "columns": {"question": "q", "choices": "options", "answer": "gold"},
+           "templates": {"default": "Q: {question}\nA:", "instruct": "Answer this: {question}"}}
+    register_declared(TaskDeclaration.model_validate(raw))
+    evals = eval_set("sums_mc", "instruct", "fixed", 1)  # the shot comes from the eval split, and is not scored
+    assert len(evals.examples) == 1 and evals.counts["shot_rows_excluded"] == 1
+    (item,) = evals.examples
+    assert item.candidates[item.gold_index] == {"2 + 2?": " 4", "1 + 2?": " 3"}[item.context.rsplit(": ", 1)[1]]
+    register_declared(TaskDeclaration.model_validate({**raw, "name": "bad_mc", "splits": {"eval": "bad"}}))
+    with pytest.raises(DataError, match=r"bad\.jsonl:1: .*field 'gold': label outside the label set: 2 is not an index"):
+        eval_set("bad_mc", "default", "fixed", 0)
+
+
 def test_a_folder_source_is_read_whatever_the_run_source(tmp_path: Path) -> None:
     shutil.copytree(MINI / "rte", tmp_path / "data" / "rte")
     raw = {**_rte_raw(), "name": "rte_folder", "source": {"folder": "data/rte"}}  # relative to the spec's folder
