@@ -17,7 +17,8 @@ from ptft.grid.ledger import check_plan_version, read_state
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Plan
 from ptft.study.preflight import preflight
-from ray_jobs.wandb_runs import settings_for
+from ray_jobs.console import GridLogs, TrialPhase, library_logs_to
+from ray_jobs.wandb_runs import log_selection, settings_for
 
 
 @dataclass
@@ -31,6 +32,7 @@ class GridReport:
     eval_seconds: dict[str, float] = field(default_factory=dict)  # model key -> its evaluation's own time
     seconds: dict[str, float] = field(default_factory=dict)  # stage -> wall time
     analysis_dir: str | None = None
+    logs_dir: str | None = None  # this run's library and worker output (None: --verbose, it was on the console)
 
     @property
     def ok(self) -> bool:
@@ -40,12 +42,16 @@ class GridReport:
         causes = "".join(f"\n  {t}: {self.trial_errors.get(t, 'no COMPLETED marker')}" for t in self.trials_failed)
         return (f"error: {len(self.trials_failed)} trial(s) failed:{causes}\nIf the cause was passing (a lost "
                 "node, a preemption), re-run the same command: finished work is skipped and these trials resume "
-                "from their checkpoints. Otherwise fix the cause first.")
+                "from their checkpoints. Otherwise fix the cause first."
+                + (f"\nTheir full output: {self.logs_dir}" if self.logs_dir else ""))
 
 
-def connect_ray() -> bool:
+def connect_ray(logs: GridLogs | None = None) -> bool:
     """Join the cluster Ray gives us (RAY_ADDRESS, or the job's own context) or start a local Ray;
-    returns True when this process started it (a local Ray of fixed size)."""
+    returns True when this process started it (a local Ray of fixed size).
+
+    With `logs`, workers' output is not streamed to this console: a local Ray's workers write it into
+    `logs` (`ray_jobs/console.py`), a joined cluster's keep it in Ray's own logs."""
     import os
 
     import ray
@@ -55,12 +61,15 @@ def connect_ray() -> bool:
     local = not os.environ.get("RAY_ADDRESS")
     # Inside `ray job submit`, RAY_ADDRESS is set and ray.init() joins that cluster. On its own it starts a
     # local Ray with the dashboard on: Train V2 needs the state API to release finished trials' resources.
+    options: dict = {"log_to_driver": logs is None, "configure_logging": False}
+    if logs is not None and local:
+        options["runtime_env"] = logs.worker_runtime_env()
     try:
-        ray.init(log_to_driver=True, configure_logging=False)
+        ray.init(**options)
     except Exception as err:  # a local node can time out starting on a loaded machine: try once more
         _log(f"ray.init failed ({type(err).__name__}: {err}); retrying once")
         ray.shutdown()
-        ray.init(log_to_driver=True, configure_logging=False)
+        ray.init(**options)
     return local
 
 
@@ -117,13 +126,14 @@ def resolve_checkpoints(plan: Plan, resolver: RevisionResolver) -> None:
         resolver.resolve(plan.spec.model.id, ref, plan.spec.base_dir)
 
 
-def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport:
+def run_grid(plan: Plan, resolver: RevisionResolver | None = None, verbose: bool = False) -> GridReport:
     """Train, select, evaluate and analyze whatever the ledger says is not done yet.
 
     Everything that can be checked is checked before Ray is asked for anything; one driver at a time
     holds the grid (its lease in storage). Evaluation overlaps training: base checkpoints are queued at
     once, and each cell's winner as soon as the cell's last trial ends; Ray shares the resources between
-    them. The analysis runs once at the end.
+    them. The analysis runs once at the end. Library output goes to `<storage>/logs/<run>/` unless
+    `verbose` (then Ray streams it to this console).
     """
     spec = plan.spec
     layout = GridLayout(spec.storage_root())
@@ -137,8 +147,16 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None) -> GridReport
         for note in lease.notes:
             _log(note)
         storage.atomic_write_json(layout.plan_file, plan.to_json())
-        check_resources(plan, fixed_size=connect_ray())
-        return _run_stages(plan, layout, resolver, wandb_settings, lease)
+        logs = None if verbose else GridLogs.for_run(layout.root, spec.name)
+        with library_logs_to(logs.driver_log if logs else None):
+            started = connect_ray(logs)
+            if logs is not None:  # workers of a Ray this process did not start keep their output in Ray's logs
+                where = "" if started else " (this driver's; workers' stay in Ray's logs: dashboard, `ray logs`)"
+                _log(f"library output: {logs.root}{where}; --verbose shows it here")
+            check_resources(plan, fixed_size=started)
+            report = _run_stages(plan, layout, resolver, wandb_settings, lease)
+        report.logs_dir = logs.root if logs else None
+        return report
 
 
 def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wandb_settings,
@@ -161,25 +179,42 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
     def queue_ready_evals() -> None:
         evals.add(pending_work(plan, read_state(plan, layout, verified), layout, resolver, wandb_settings))
 
+    phase: TrialPhase | None = None
+
     def tick() -> None:  # every step of Tune's loop and of the wait for evaluations
         lease.beat()
         evals.poll()
+        line = phase.heartbeat() if phase is not None else None
+        if line:
+            _log(line)
 
     # Evaluate what needs no training now (base checkpoints, winners selected by an earlier run).
     state = read_state(plan, layout, verified)
     for problem in state.problems:
         _log(f"not trusting a marker, redoing its work: {problem}")
     done_jobs = sum(1 for s in state.evals.values() if s == "done")
-    _log(f"{done_jobs}/{len(plan.eval_jobs)} eval jobs already done")
+    todo = [t for t in plan.trials if state.trials[t.trial_id] in ("pending", "started", "invalid")]
+    _log(f"already done: {len(plan.trials) - len(todo)}/{len(plan.trials)} trials, {done_jobs}/"
+         f"{len(plan.eval_jobs)} eval jobs; training {len(todo)} trials")
     queue_ready_evals()
 
     # Train: every trial without a COMPLETED marker (started ones resume from their checkpoints).
-    todo = [t for t in plan.trials if state.trials[t.trial_id] in ("pending", "started", "invalid")]
-    _log(f"{len(plan.trials) - len(todo)}/{len(plan.trials)} trials already done; training {len(todo)}")
+    logged_cells: set[str] = set()  # cells whose selection went to W&B in this run
+
+    def selected(cell_id: str, record: dict) -> None:
+        if cell_id not in logged_cells:
+            logged_cells.add(cell_id)
+            log_selection(wandb_settings, plan, plan.cell(cell_id), record)
+
     if todo:
+        phase = TrialPhase(len(todo))
+
         def trial_ended(trial_id: str) -> None:  # select its cell once all the cell's trials are finished
+            _log(phase.trial_ended(trial_seconds(layout, trial_id)))
             cell = plan.cell(next(t.cell_id for t in plan.trials if t.trial_id == trial_id))
-            if select_and_record(plan, cell, layout) is not None:
+            record = select_and_record(plan, cell, layout)
+            if record is not None:
+                selected(cell.cell_id, record)
                 queue_ready_evals()
 
         statuses = run_trials(plan, todo, layout, resolver, wandb_settings,
@@ -194,7 +229,12 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
 
     # Select every cell whose trials are finished (a rerun, or cells the callbacks did not see), evaluate
     # the rest, and wait for every evaluation.
-    report.cells_selected = len(run_selection(plan, layout))
+    selections = run_selection(plan, layout)
+    report.cells_selected = len(selections)
+    trained = {t.cell_id for t in todo}
+    for cell_id, record in selections.items():  # cells this run trained that no callback saw finish
+        if cell_id in trained:
+            selected(cell_id, record)
     _log(f"{report.cells_selected}/{len(plan.cells)} cells selected")
     queue_ready_evals()
     tail = time.perf_counter()
@@ -207,6 +247,17 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
     report.analysis_dir = analyze(plan, layout, wandb_settings)
     report.seconds["analyze"] = time.perf_counter() - start
     return report
+
+
+def trial_seconds(layout: GridLayout, trial_id: str) -> float | None:
+    """A trial's own wall time in this run (model loading included), from the last point of its curve."""
+    path = layout.trial(trial_id).curve
+    try:
+        curve = storage.read_json(path) if storage.exists(path) else []
+    except ValueError:  # a curve being rewritten: the duration is only for the console
+        return None
+    seconds = curve[-1].get("trial_seconds") if curve else None
+    return float(seconds) if isinstance(seconds, (int, float)) else None
 
 
 def analyze(plan: Plan, layout: GridLayout, wandb_settings) -> str | None:
@@ -226,6 +277,6 @@ def analyze(plan: Plan, layout: GridLayout, wandb_settings) -> str | None:
     except (ValueError, FileNotFoundError) as error:  # nothing to analyze yet, duplicates, W&B mode
         _log(f"analysis skipped: {error}")
         return None
-    _log(f"analysis: {outcome.records} records; report {outcome.report}"
-         + (f"; W&B run {outcome.wandb_run_dir}" if outcome.wandb_run_dir else ""))
+    # The report's path is the grid's last line (ptft run, ptft demo); here only what else was written.
+    _log(f"analysis: {outcome.records} records" + (f"; W&B run {outcome.wandb_run_dir}" if outcome.wandb_run_dir else ""))
     return layout.analysis_dir

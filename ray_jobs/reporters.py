@@ -14,6 +14,7 @@ import contextlib
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ from ptft.core import storage
 from ptft.core.layout import GridLayout
 from ptft.core.wandb_settings import WandbSettings
 from ptft.study.plan import Trial
-from ray_jobs.wandb_runs import finish_run, init_run, run_id
+from ray_jobs.wandb_runs import cell_group, finish_run, init_run, run_id, run_tags
 
 
 class RayReporter:
@@ -100,9 +101,13 @@ class GridContext:
 
 
 class GridReporter:
-    """Wraps the trainer's Ray reporter: records the trial's curve, logs W&B, and injects test crashes."""
+    """Wraps the trainer's Ray reporter: records the trial's curve, logs W&B, and injects test crashes.
+
+    Each curve point also carries `trial_seconds`, this attempt's wall time so far (model loading
+    included): the driver reads the last one for the trial's console line."""
 
     def __init__(self, inner: RayReporter | TuneReporter, grid: GridContext, rank: int):
+        self.started = time.monotonic()
         self.inner, self.rank = inner, rank
         self.trial = grid.trial
         self.layout = GridLayout(grid.storage_root)
@@ -114,7 +119,8 @@ class GridReporter:
         self.run = None
         if rank == 0:
             self.run = init_run(grid.wandb, run_id=run_id("train", self.trial.trial_id), name=self.trial.name,
-                                group=self.trial.cell_id, job_type="train", config=grid.wandb_config)
+                                group=cell_group(self.trial), job_type="train", config=grid.wandb_config,
+                                tags=run_tags(self.trial, f"lr:{self.trial.lr:g}"))
         target, _, step = os.environ.get(INJECT_CRASH_ENV, "").partition(":")
         self.crash_at = int(step) if target == self.trial.trial_id and step.isdigit() else None
 
@@ -140,10 +146,11 @@ class GridReporter:
                 self.resumed = False
                 history = storage.read_json(self.out.resumes) if storage.exists(self.out.resumes) else []
                 storage.atomic_write_json(self.out.resumes, history + [{"first_step_after_resume": step}])
-            self.curve = [p for p in self.curve if p.get("step") != step] + [metrics]
+            point = {**metrics, "trial_seconds": round(time.monotonic() - self.started, 3)}
+            self.curve = [p for p in self.curve if p.get("step") != step] + [point]
             storage.atomic_write_json(self.out.curve, self.curve)
             if self.run is not None:
-                self.run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+                self.run.log({k: v for k, v in point.items() if isinstance(v, (int, float))}, step=step)
         self.inner.report(metrics, checkpoint_dir=checkpoint_dir)
         if self.crash_at is not None and checkpoint_dir is not None and metrics.get("step", 0) >= self.crash_at:
             marker = self.layout.fault_marker(self.trial.trial_id)

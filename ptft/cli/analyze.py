@@ -1,9 +1,5 @@
 """`ptft analyze`: a results table (a ptft grid's storage, or the study's published CSVs) -> report folder.
 
-    ptft analyze --storage PATH --out DIR
-    ptft analyze --study-csv all_perf_table.csv [--study-official-csv official_eval_table.csv] --out DIR
-    ... [--wandb-project P [--wandb-mode offline]]   or   --config analyze.yaml [--set wandb.project=P]
-
 Transfer, forgetting and format-sensitivity matrices, curves and group averages; CSVs, PNGs and
 report.html in one folder, optionally a W&B summary run. Exit status: 0 ok, 1 bad input (nothing to
 analyze, duplicated records, a missing file), 2 bad arguments.
@@ -16,11 +12,18 @@ from collections.abc import Sequence
 
 from ptft.cli.flags import CommandLine
 
+EXAMPLES = """examples:
+  ptft analyze --storage runs/smoke --out runs/smoke/analysis
+  ptft analyze --study-csv all_perf_table.csv --study-official-csv official_eval_table.csv --out study/
+  ptft analyze --storage runs/smoke --out /tmp/a --wandb-project ptft-smoke --wandb-mode offline
+  ptft analyze --config analyze.yaml --set wandb.project=P
+"""
+
 
 def command_line() -> CommandLine:
     from evals.analysis.pipeline import AnalyzeConfig
 
-    return CommandLine("ptft analyze", AnalyzeConfig, description=__doc__)
+    return CommandLine("ptft analyze", AnalyzeConfig, description=__doc__, epilog=EXAMPLES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

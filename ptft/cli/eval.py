@@ -1,9 +1,5 @@
 """`ptft eval`: score one model on datasets x formats x shots, writing records and predictions.
 
-    ptft eval --model allenai/OLMo-1B-hf --revision step1000-tokens4B \\
-        --tasks mnli_matched,xsum --formats default,instruct --shots 4 --mode fixed --out runs/eval
-    ptft eval --config eval.yaml --set batch_size=8          # the same fields as a YAML mapping
-
 Its options: what to score (below), how to score it (`evals.config.EvalConfig`'s fields) and the
 identity copied into every record (`evals.results.ModelIdentity`'s fields; base_model and checkpoint
 default to the model itself), each declared once, on its own type. Exit status: 0 ok, 1 the model
@@ -23,6 +19,13 @@ from evals.config import EvalConfig
 from evals.results import ModelIdentity
 from ptft.cli.flags import CommandLine, model_from_dataclass
 
+EXAMPLES = """examples:
+  ptft eval --model allenai/OLMo-1B-hf --revision step1000-tokens4B \\
+      --tasks mnli_matched,xsum --formats default,instruct --shots 4 --mode fixed --out runs/eval
+  ptft eval --model runs/demo/pretrain/step600 --tasks rte --data-source mini --limit 20 --out /tmp/rte
+  ptft eval --config eval.yaml --set batch_size=8          # the same fields as a YAML mapping
+"""
+
 # Help for the identity fields (ModelIdentity is a plain dataclass; a field's metadata["description"]
 # wins when it has one). Types and defaults are read from ModelIdentity itself.
 _IDENTITY_HELP = {
@@ -35,6 +38,7 @@ _IDENTITY_HELP = {
     "lr": "Fine-tuning learning rate recorded.",
     "trial_id": "Trial id recorded.",
     "epochs": "Fine-tuning epochs recorded.",
+    "method": "Fine-tuning method label recorded (full, lora-r16, prompt-20; full for base models).",
 }
 IdentityOptions = model_from_dataclass(ModelIdentity, name="IdentityOptions", optional=("base_model", "checkpoint"),
                                        descriptions=_IDENTITY_HELP)
@@ -54,7 +58,7 @@ class EvalCommand(EvalConfig, IdentityOptions):  # type: ignore[misc, valid-type
     shots: list[int] = Field(default_factory=lambda: [4], min_length=1, description="Shot counts.")
     out: str = Field(..., description="Output directory (local, s3:// or gs://).")
     data_source: str = Field("hub", description="hub | mini | a folder of <task>/<split>.jsonl.")
-    progress: bool = Field(True, description="Progress bars.")
+    progress: bool = Field(True, description="Progress bars (only where stderr is a terminal).")
 
     def eval_config(self) -> EvalConfig:
         return EvalConfig.model_validate(self.model_dump(include=set(EvalConfig.model_fields)))
@@ -80,7 +84,7 @@ if _CLASH:  # one flag, one meaning: a field name shared by two of the types wou
 
 
 def command_line() -> CommandLine:
-    return CommandLine("ptft eval", EvalCommand, description=__doc__, groups={
+    return CommandLine("ptft eval", EvalCommand, description=__doc__, epilog=EXAMPLES, groups={
         "scoring (evals.config.EvalConfig)": list(EvalConfig.model_fields),
         "model identity, copied into every record (evals.results.ModelIdentity)": list(IDENTITY_FIELDS)})
 
@@ -101,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         records = evaluate_model(model, jobs, config, command.out, data_source=command.data_source,
-                                 progress=command.progress)
+                                 progress=command.progress and sys.stderr.isatty())  # no \\r-bars in a log
     except ModelLoadError as exc:
         print(f"ptft eval: error: {exc}", file=sys.stderr)
         return 1

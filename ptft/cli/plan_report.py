@@ -14,7 +14,7 @@ from ptft.cli.flags import SpecCommandLine
 from ptft.study.checkpoints import CheckpointResolutionError, RevisionResolver
 from ptft.study.estimate import GPU_PEAK_FLOPS, Estimate, estimate_plan
 from ptft.study.plan import Plan
-from ptft.study.preflight import PreflightError, preflight
+from ptft.study.preflight import PreflightError, check_methods, check_plan_data, check_storage, preflight
 from ptft.tasks.errors import DataError
 
 GpuName = Literal[tuple(sorted(GPU_PEAK_FLOPS))]
@@ -35,13 +35,59 @@ class PlanOptions(BaseModel):
                         "Ray started for the check); launches nothing.")
 
 
+EXAMPLES = """examples:
+  ptft plan configs/smoke.yaml
+  ptft plan configs/paper.yaml --gpu a100 --mfu 0.35     # the cost on another GPU
+  ptft plan configs/paper.yaml --json | jq '.trials | length'
+  ptft plan configs/paper.yaml --check                   # everything a launch checks, launching nothing
+"""
+# The storage configs/paper.yaml ships with: a grid would fail on it only once it first writes.
+PLACEHOLDER_STORAGE = ("s3://your-bucket", "gs://your-bucket")
+
+
+def command_line() -> SpecCommandLine:
+    return SpecCommandLine("ptft plan", PlanOptions, description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                           rename={"as_json": "--json"})
+
+
+def missing_checkpoint_folders(plan: Plan) -> list[str]:
+    """One line per local checkpoint folder that does not exist (yet: `ptft demo` writes the smoke grid's)."""
+    import os
+
+    from ptft.study.checkpoints import local_path
+
+    spec = plan.spec
+    return [f"model.checkpoints[{i}]: checkpoint folder {ref.path!r} does not exist ({path}); the grid "
+            "will refuse to start until it does"
+            for i, ref in enumerate(spec.model.checkpoint_refs()) if ref.kind == "local"
+            and not os.path.isdir(path := local_path(ref.path or "", spec.base_dir))]
+
+
+def plan_warnings(plan: Plan) -> list[str]:
+    """What would stop the grid but need not stop a plan: missing checkpoint folders, the placeholder bucket."""
+    lines = missing_checkpoint_folders(plan)
+    if plan.spec.storage.startswith(PLACEHOLDER_STORAGE):
+        lines.append(f"storage: {plan.spec.storage!r} is the example's placeholder bucket; set your own "
+                     "(edit the spec, or --set storage=s3://BUCKET/PREFIX)")
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    options, plan = SpecCommandLine("ptft plan", PlanOptions, description=__doc__.splitlines()[0],
-                                    rename={"as_json": "--json"}).parse_plan(argv)
+    options, plan = command_line().parse_plan(argv)
     if plan is None:
         return 2
+    warnings = plan_warnings(plan)
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     try:
-        preflight(plan, about_to_run=options.check)  # what would otherwise fail only once the grid runs
+        if missing_checkpoint_folders(plan) and not options.check:
+            # The plan of checkpoints still to be made is still worth reading: the rest of the preflight
+            # (preflight() stops at the first missing folder); --check and `ptft run` refuse it.
+            check_methods(plan)
+            check_storage(plan.spec.storage_root())
+            check_plan_data(plan)
+        else:
+            preflight(plan, about_to_run=options.check)  # what would otherwise fail only once the grid runs
     except (CheckpointResolutionError, DataError, PreflightError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

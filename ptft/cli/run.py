@@ -5,6 +5,7 @@ Every stage starts from the ledger, so re-running the same command continues whe
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
@@ -25,12 +26,28 @@ class RunOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    resume: bool = Field(False, description="Continue a grid (what it always does: finished work is skipped).")
     dry_run: bool = Field(False, description="Print the plan and the ledger; launch nothing.")
+    verbose: bool = Field(False, description="Show the libraries' output (Ray workers, Tune, DeepSpeed) on the "
+                          "console too; otherwise it goes to <storage>/logs/<run>/.")
+
+
+EXAMPLES = """examples:
+  ptft run configs/smoke.yaml                    # rerun the same command to continue where it stopped
+  ptft run configs/smoke.yaml --dry-run          # the plan and what is already done; launches nothing
+  ptft run configs/paper.yaml --set storage=s3://my-bucket/ptft --verbose
+"""
+
+
+def command_line() -> SpecCommandLine:
+    cli = SpecCommandLine("ptft run", RunOptions, description=__doc__.splitlines()[0], epilog=EXAMPLES)
+    # `ptft submit --resume` and older scripts pass --resume; a grid always continues, so it is accepted
+    # and not shown (ray_jobs/submit.py still forwards it).
+    cli.parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
+    return cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options, plan = SpecCommandLine("ptft run", RunOptions, description=__doc__.splitlines()[0]).parse_plan(argv)
+    options, plan = command_line().parse_plan(argv)
     if plan is None:
         return 2
     if options.dry_run:
@@ -51,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ray_jobs.grid import ResourcesError, run_grid
 
     try:
-        report = run_grid(plan)
+        report = run_grid(plan, verbose=options.verbose)
     except (CheckpointResolutionError, DataError, PreflightError, StorageVersionError, WandbModeError, GridBusyError,
             ResourcesError) as err:  # all before any Ray resource is asked for
         print(f"error: {err}", file=sys.stderr)

@@ -7,11 +7,20 @@ from collections.abc import Sequence
 
 from ptft.cli.flags import SpecCommandLine
 
+EXAMPLES = """examples:
+  ptft status configs/smoke.yaml
+  ptft status configs/paper.yaml --set storage=s3://my-bucket/ptft
+"""
+
+
+def command_line() -> SpecCommandLine:
+    return SpecCommandLine("ptft status", description=__doc__.splitlines()[0], epilog=EXAMPLES)
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ptft.grid.status import print_status
 
-    _, plan = SpecCommandLine("ptft status", description=__doc__.splitlines()[0]).parse_plan(argv)
+    _, plan = command_line().parse_plan(argv)
     if plan is None:
         return 2
     print_status(plan)

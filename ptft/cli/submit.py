@@ -23,13 +23,23 @@ class SubmitOptions(BaseModel):
     address: str | None = Field(
         None, description="Ray dashboard URL; null: $RAY_API_SERVER_ADDRESS, $RAY_ADDRESS, else http://127.0.0.1:8265.")
     runtime_env: str = Field(DEFAULT_RUNTIME_ENV, description="runtime_env YAML (working_dir, excludes, env_vars).")
-    resume: bool = Field(False, description="Pass --resume to the grid.")
+    resume: bool = Field(False, description="Accepted for old scripts: a grid always continues where it stopped.")
     dry_run: bool = Field(False, description="Print the upload, the job and the raw `ray job submit` command; submit nothing.")
+
+
+EXAMPLES = """examples:
+  ptft submit configs/paper.yaml --address http://HEAD:8265 --dry-run    # the upload and the job, no submit
+  ptft submit configs/paper.yaml --address http://HEAD:8265 --set storage=s3://my-bucket/ptft
+"""
+
+
+def command_line() -> SpecCommandLine:
+    return SpecCommandLine("ptft submit", SubmitOptions, description=__doc__.split("\n\n")[0], epilog=EXAMPLES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     # CONFIG must lie inside the working_dir; --set travels to the job.
-    options, args = SpecCommandLine("ptft submit", SubmitOptions, description=__doc__.split("\n\n")[0]).parse(argv)
+    options, args = command_line().parse(argv)
     return submit_grid(args.config, address=options.address, runtime_env_path=options.runtime_env,
                        resume=options.resume, dry_run=options.dry_run, overrides=args.overrides)
 

@@ -43,13 +43,23 @@ class DemoOptions(BaseModel):
 
     out: str = Field("runs/demo", description="Output folder.")
     quick: bool = Field(False, description="A much smaller demo (2 checkpoints, 1 dataset, 1 lr): ~2-3 minutes.")
-    progress: bool = Field(True, description="Show the pre-training progress bar.")
+    progress: bool = Field(True, description="Show the pre-training progress bar (only where stderr is a terminal).")
+    verbose: bool = Field(False, description="Show the libraries' output (Ray workers, Tune, DeepSpeed) on the "
+                          "console too; otherwise it goes to DIR/grid/logs/<run>/.")
     seed: int = Field(0, ge=0, description="Shifts every seed of the demo (corpus, pre-training, fine-tuning); "
                       "0 is the README's run. Claims worth making hold at every seed.")
 
 
+EXAMPLES = """examples:
+  ptft demo --quick --out /tmp/demo      # 2 checkpoints, 1 dataset, 1 lr: a few minutes
+  ptft demo                              # the README's demo (runs/demo)
+  ptft demo --seed 1 --out runs/demo-seed1
+  ptft report runs/demo/grid --open      # then: its report
+"""
+
+
 def command_line() -> CommandLine:
-    return CommandLine("ptft demo", DemoOptions, description=__doc__)
+    return CommandLine("ptft demo", DemoOptions, description=__doc__, epilog=EXAMPLES)
 
 
 def write_spec(profile: DemoProfile, checkpoints: dict[int, str], out_dir: str, command: str = "ptft demo") -> str:
@@ -128,7 +138,7 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
     _log(f"2/3 the grid ({spec_path}): {len(plan.cells)} cells, {len(plan.trials)} trials, "
          f"{len(plan.eval_jobs)} eval jobs on a local Ray")
     with owned_local_ray():
-        report = run_grid(plan)
+        report = run_grid(plan, verbose=options.verbose)
     total = time.perf_counter() - started
     _log(f"3/3 done in {total / 60:.1f} min (pre-training {pretrain_seconds:.0f}s, "
          + ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items()) + ")")

@@ -112,8 +112,11 @@ def pretrain(out_dir: str, cfg: PretrainConfig = PretrainConfig(), progress: boo
     import torch
     from tqdm.auto import tqdm
     from transformers import OlmoForCausalLM
+    from transformers.utils import logging as hf_logging
 
     from ptft.core.tiny import tiny_olmo_config, train_tokenizer
+
+    hf_logging.disable_progress_bar()  # save_pretrained's per-shard bar, inside ours, at every checkpoint
 
     start = time.perf_counter()
     docs = corpus_documents(cfg.n_docs, seed=cfg.corpus_seed)
@@ -139,8 +142,9 @@ def pretrain(out_dir: str, cfg: PretrainConfig = PretrainConfig(), progress: boo
     generator = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(blocks), generator=generator)
     cursor = 0
+    # disable=None: tqdm turns itself off without a terminal (a log would get one line of \r-updates).
     bar = tqdm(range(cfg.total_steps), desc=f"pre-training {n_params / 1e6:.2f}M params", unit="step",
-               disable=not progress, dynamic_ncols=True)
+               disable=None if progress else True, dynamic_ncols=True)
     for step in bar:
         if cursor + cfg.batch_size > len(order):  # next epoch over the corpus, freshly shuffled
             order, cursor = torch.randperm(len(blocks), generator=generator), 0
