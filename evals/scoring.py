@@ -6,7 +6,8 @@ Scoring never sees batching: it hands whole request lists to `evals.loglikelihoo
 - classification, faithful: the study's next-token argmax over the concatenated token ids of its
   verbalizers, mapped back to the verbalizer string, then its `strip_labels` (docs/study.md §5.2).
 - multiple choice: option log-likelihood; `acc` (raw) and `acc_norm` (per character, as lm-eval).
-- generation: greedy decoding, stop sequences in fixed mode only, ROUGE-L F1 (`rouge_score`).
+- generation: greedy decoding, stop sequences in fixed mode only, scored by the task's metric: ROUGE-L F1
+  (`rouge_score`), or exact match / F1 for declared tasks (`ptft.tasks.metrics`).
 """
 
 from __future__ import annotations
@@ -162,23 +163,14 @@ def score_faithful_classification(lm: LoadedModel, eval_set: Any, batch_size: in
                      {"truncated_examples": truncated, "past_window": past})
 
 
-_ROUGE_SCORER = None
-
-
-def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F1 of one prediction, by Google's `rouge_score` (as `evaluate`'s rouge, no stemmer)."""
-    global _ROUGE_SCORER
-    if _ROUGE_SCORER is None:
-        from rouge_score import rouge_scorer
-
-        _ROUGE_SCORER = rouge_scorer.RougeScorer(["rougeL"])
-    return float(_ROUGE_SCORER.score(reference, prediction)["rougeL"].fmeasure)
-
-
 def score_generation(lm: LoadedModel, eval_set: Any, stop: tuple[str, ...], max_new_tokens: int = 60,
                      batch_size: int = 16, progress: bool = False, faithful: bool = False) -> ScoredSet:
-    """Greedy generation scored by ROUGE-L F1 against the gold target."""
+    """Greedy generation scored against the gold target by the task's metric (ROUGE-L F1 for the study's
+    tasks; exact match or F1 for declared ones: `ptft.tasks.metrics`)."""
     from ptft import tasks
+    from ptft.tasks.metrics import text_metric
+
+    metric = text_metric(eval_set.task.metric)
 
     examples = eval_set.examples
     # Fixed mode ends the context where training put the boundary ("Summary:" + " text"), so the model
@@ -191,7 +183,7 @@ def score_generation(lm: LoadedModel, eval_set: Any, stop: tuple[str, ...], max_
     for example, out in zip(examples, outputs, strict=True):
         if fixed:
             out = dataclasses.replace(out, text=out.text.lstrip())
-        scores.append(rouge_l(out.text, example.target))
+        scores.append(metric(out.text, example.target))
         truncated += out.truncated_tokens > 0
         record = _base_record(example)
         record.update(prediction=out.text, score=scores[-1], finish_reason=out.finish_reason,

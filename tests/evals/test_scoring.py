@@ -8,7 +8,6 @@ import torch
 from rouge_score import rouge_scorer
 
 from evals.scoring import (
-    rouge_l,
     score_by_loglikelihood,
     score_eval_set,
     score_faithful_classification,
@@ -16,6 +15,7 @@ from evals.scoring import (
     verbalizer_tokens,
 )
 from ptft.tasks import EvalExample, EvalSet, get_task
+from ptft.tasks.metrics import rouge_l
 
 NLI_WORDS = ("entailment", "neutral", "contradiction")
 NLI_VERBALIZERS = NLI_WORDS + tuple(" " + w for w in NLI_WORDS)
