@@ -10,6 +10,8 @@ import pandas as pd
 from evals.analysis import groups as groups_mod
 from evals.analysis import matrices
 from evals.analysis.frame import MAIN_STEP, check_duplicates, records_frame
+from evals.analysis.methods import method_comparison_table
+from evals.analysis.provenance import Provenance, collect_provenance
 from evals.analysis.tables import CHANCE_MARGIN, Analysis
 from evals.results import ResultRecord
 
@@ -56,11 +58,13 @@ def _counts(records: Sequence[ResultRecord], transfer: pd.DataFrame, forgetting:
 
 
 def analyze(records: Sequence[ResultRecord], *, main_step: int = MAIN_STEP, chance_margin: float = CHANCE_MARGIN,
-            notes: Sequence[str] = (), title: str = "ptft analysis") -> Analysis:
+            notes: Sequence[str] = (), title: str = "ptft analysis",
+            provenance: Provenance | None = None) -> Analysis:
     """Compute every table from result records.
 
     Raises `DuplicateRecordError` if two records share a `ResultRecord.key()`. Missing cells become NaN
-    rows with a status and are counted in `Analysis.counts`; nothing is dropped.
+    rows with a status and are counted in `Analysis.counts`; nothing is dropped. `provenance`: what the
+    report states about the inputs (default: collected from the records, with `notes` as the inputs).
     """
     records = list(records)
     check_duplicates(records)
@@ -83,4 +87,6 @@ def analyze(records: Sequence[ResultRecord], *, main_step: int = MAIN_STEP, chan
         title=title,
         main_step=main_step,
         chance_margin=chance_margin,
+        method_comparison=method_comparison_table(transfer, forgetting),
+        provenance=provenance if provenance is not None else collect_provenance(records, inputs=notes),
     )

@@ -34,9 +34,10 @@ GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
 # Groups are averaged within one partition: pooling 0-shot with 4-shot, or faithful with fixed, would mix
 # incomparable numbers. Sources and learning rates are pooled (the study pools xsum's 2e-7 with the
 # others' 2e-6, and its MC pairs come from the official table).
-PARTITION = ("mode", "base_model", "shots", "train_format", "eval_format")
+# Methods are never pooled either: a group's Δ̄ under LoRA is its own curve beside full SFT's.
+PARTITION = ("mode", "base_model", "shots", "train_format", "eval_format", "method")
 GROUP_COLUMNS = ["group", "checkpoint", "delta_mean", "n", "slope", "rel_delta_mean", "step", "n_pairs",
-                 "n_artifact", *PARTITION]
+                 "n_artifact", *PARTITION, "checkpoint_step"]
 
 
 def _key(value):
@@ -63,11 +64,13 @@ def group_table(transfer: pd.DataFrame, main_step: int, groups: dict | None = No
     for name, pairs in groups.items():
         for pair in pairs:
             pair_to_groups[pair].append(name)
-    partitions: dict[tuple, dict] = defaultdict(lambda: {"ckpts": {}, "values": defaultdict(list), "hit": False})
+    partitions: dict[tuple, dict] = defaultdict(
+        lambda: {"ckpts": {}, "known": {}, "values": defaultdict(list), "hit": False})
     for row in transfer.to_dict("records"):
         part = partitions[tuple(_key(row[k]) for k in PARTITION)]
         step = row["step"]
         part["ckpts"].setdefault(row["checkpoint"], None if step is pd.NA else int(step))
+        part["known"].setdefault(row["checkpoint"], _key(row["checkpoint_step"]))  # None: the final model
         for name in pair_to_groups.get((row["eval_dataset"], row["train_dataset"]), []):
             part["hit"] = True
             if not math.isnan(row["delta"]):
@@ -93,7 +96,7 @@ def group_table(transfer: pd.DataFrame, main_step: int, groups: dict | None = No
                     "slope": float("nan") if prev is None else slope(prev[0], mean, prev[1], step),
                     "rel_delta_mean": sum(rels) / len(rels) if rels else float("nan"), "step": step,
                     "n_pairs": len(pairs), "n_artifact": sum(v[2] for v in values),
-                    **dict(zip(PARTITION, part_key, strict=True)),
+                    **dict(zip(PARTITION, part_key, strict=True)), "checkpoint_step": part["known"][checkpoint],
                 })
                 prev = (mean, step)
-    return pd.DataFrame(rows, columns=GROUP_COLUMNS).astype({"step": "Int64"})
+    return pd.DataFrame(rows, columns=GROUP_COLUMNS).astype({"step": "Int64", "checkpoint_step": "Int64"})

@@ -19,26 +19,35 @@ from evals.results import ResultRecord
 NAN = float("nan")
 FORMATS = ("default", "instruct", "io")
 
-# A fine-tuned model's training configuration, and what it was evaluated on.
-CFG_FIELDS = ("source", "mode", "base_model", "train_dataset", "train_format", "lr")
+# A fine-tuned model's training configuration, and what it was evaluated on. The method is part of it:
+# full SFT and LoRA from one checkpoint at one lr are two configurations, never one overwritten by the other.
+CFG_FIELDS = ("source", "mode", "base_model", "train_dataset", "train_format", "method", "lr")
 EVAL_FIELDS = ("eval_dataset", "eval_format", "shots", "metric")
 # A base record is the partner of a fine-tuned one when all of these agree. Source is part of it on
 # purpose: records from different harnesses are never compared with each other.
 BASE_MATCH = ("source", "mode", "base_model", "checkpoint", "eval_dataset", "eval_format", "shots", "metric")
+# Δ's confidence interval: Δ ± Z95 · √(se_base² + se_finetuned²), from each record's bootstrap standard error.
+# It treats the two estimates as independent; base and fine-tuned models score the same examples, whose
+# positive correlation makes the paired interval narrower, so this one errs wide.
+Z95 = 1.959964
+# Relative Δ is left blank where the base is this close to 0 (a base of 2e-4 turns +0.9 into +4500%).
+REL_DELTA_MIN_BASE = 0.01
 
 TRANSFER_COLUMNS = [
     "checkpoint", "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots",
     "base", "finetuned", "delta", "rel_delta",
     "checkpoint_step", "step", "source", "mode", "base_model", "metric", "base_std", "finetuned_std", "status",
+    "method", "delta_ci_low", "delta_ci_high",
 ]
 TRANSFER_MEAN_COLUMNS = [
     "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots", "delta_mean", "n",
-    "n_missing", "n_checkpoints", "delta_std", "rel_delta_mean", "source", "mode", "base_model", "metric",
+    "n_missing", "n_checkpoints", "delta_std", "rel_delta_mean", "source", "mode", "base_model", "metric", "method",
 ]
 FORGETTING_COLUMNS = [
     "checkpoint", "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots",
     "base", "finetuned", "delta", "forgetting", "chance_level", "base_at_chance", "label_artifact", "flagged",
-    "checkpoint_step", "step", "source", "mode", "base_model", "metric", "status",
+    "checkpoint_step", "step", "source", "mode", "base_model", "metric", "status", "method",
+    "delta_ci_low", "delta_ci_high",
 ]
 
 
@@ -62,8 +71,8 @@ def _num(value: float | None) -> float:
 
 
 def relative_delta(delta: float, base: float) -> float:
-    """The study's Δ%: Δ / base × 100 (NaN where either is missing or the base is 0)."""
-    if math.isnan(delta) or math.isnan(base) or base == 0:
+    """The study's Δ%: Δ / base × 100 (NaN where either is missing or |base| < REL_DELTA_MIN_BASE)."""
+    if math.isnan(delta) or math.isnan(base) or abs(base) < REL_DELTA_MIN_BASE:
         return NAN
     return delta / base * 100.0
 
@@ -88,7 +97,7 @@ def transfer_table(records: Sequence[ResultRecord], main_step: int) -> pd.DataFr
 
     rows = []
     for cfg in sorted(checkpoints, key=lambda c: tuple(str(x) for x in c)):
-        source, mode, base_model, train_dataset, train_format, lr = cfg
+        source, mode, base_model, train_dataset, train_format, method, lr = cfg
         steps = checkpoints[cfg]
         for checkpoint in checkpoint_order(steps.items(), main_step):
             for ev in sorted(evals[cfg], key=lambda e: tuple(str(x) for x in e)):
@@ -98,6 +107,9 @@ def transfer_table(records: Sequence[ResultRecord], main_step: int) -> pd.DataFr
                 base_value = NAN if base is None else float(base.value)
                 ft_value = NAN if ft is None else float(ft.value)
                 delta = ft_value - base_value
+                base_se = NAN if base is None else _num(base.std)
+                ft_se = NAN if ft is None else _num(ft.std)
+                half = Z95 * math.sqrt(base_se ** 2 + ft_se ** 2)  # NaN when either is missing
                 status = {(True, True): "ok", (False, True): "missing_finetuned",
                           (True, False): "missing_base", (False, False): "missing_both"}[(ft is not None, base is not None)]
                 rows.append({
@@ -107,8 +119,8 @@ def transfer_table(records: Sequence[ResultRecord], main_step: int) -> pd.DataFr
                     "rel_delta": relative_delta(delta, base_value),
                     "checkpoint_step": steps[checkpoint], "step": plot_step(steps[checkpoint], main_step),
                     "source": source, "mode": mode, "base_model": base_model, "metric": metric,
-                    "base_std": NAN if base is None else _num(base.std),
-                    "finetuned_std": NAN if ft is None else _num(ft.std), "status": status,
+                    "base_std": base_se, "finetuned_std": ft_se, "status": status, "method": method,
+                    "delta_ci_low": delta - half, "delta_ci_high": delta + half,
                 })
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS).astype({"checkpoint_step": "Int64", "step": "Int64"})
 
@@ -129,7 +141,7 @@ def _none(value):
 
 def transfer_mean_table(transfer: pd.DataFrame) -> pd.DataFrame:
     """The mean of Δ over checkpoints per (configuration, eval cell), with n (present) and n_missing."""
-    keys = ["source", "mode", "base_model", "train_dataset", "train_format", "lr",
+    keys = ["source", "mode", "base_model", "train_dataset", "train_format", "method", "lr",
             "eval_dataset", "eval_format", "shots", "metric"]
     rows = []
     for key, cells in _cell_groups(transfer, keys).items():
@@ -184,8 +196,13 @@ def format_sensitivity_table(records: Sequence[ResultRecord], main_step: int) ->
         models[key][r.eval_format] = r
     all_formats = list(FORMATS) + sorted({f for fs in seen_formats.values() for f in fs} - set(FORMATS))
     rows = []
-    for key in sorted(models, key=lambda k: tuple(str(x) for x in k)):
-        kind, source, mode, base_model, train_dataset, train_format, lr, checkpoint, eval_dataset, shots, metric = key
+    def order(key: tuple) -> tuple:  # checkpoints by step (the final model last), not as text
+        step = next(iter(models[key].values())).checkpoint_step
+        return (*(str(x) for x in key[:8]), *(str(x) for x in key[9:]), step is None, step or 0, str(key[8]))
+
+    for key in sorted(models, key=order):
+        (kind, source, mode, base_model, train_dataset, train_format, method, lr, checkpoint, eval_dataset, shots,
+         metric) = key
         by_format = models[key]
         values = [float(r.value) for r in by_format.values()]
         expected = seen_formats[(source, mode, eval_dataset, shots, metric)]
@@ -200,25 +217,27 @@ def format_sensitivity_table(records: Sequence[ResultRecord], main_step: int) ->
         }
         row.update({f"value_{f}": float(by_format[f].value) if f in by_format else NAN for f in all_formats})
         row.update(checkpoint_step=step, step=plot_step(step, main_step), source=source, mode=mode,
-                   base_model=base_model, metric=metric)
+                   base_model=base_model, metric=metric, method=method)
         rows.append(row)
     columns = ["model_kind", "checkpoint", "train_dataset", "train_format", "lr", "eval_dataset", "shots",
                "n_formats", "n_formats_missing", "formats_missing", *[f"value_{f}" for f in all_formats],
-               "max", "min", "spread", "checkpoint_step", "step", "source", "mode", "base_model", "metric"]
+               "max", "min", "spread", "checkpoint_step", "step", "source", "mode", "base_model", "metric", "method"]
     return pd.DataFrame(rows, columns=columns).astype({"checkpoint_step": "Int64", "step": "Int64"})
 
 
 def curves_table(records: Sequence[ResultRecord], main_step: int) -> pd.DataFrame:
-    """Every record as a point along pre-training (x = `step`), ± its std, ordered for plotting."""
+    """Every record as a point along pre-training (x = `step`), with its std and bootstrap CI, ordered for plotting."""
     rows = [{
         "model_kind": r.model_kind, "train_dataset": r.train_dataset, "train_format": r.train_format, "lr": r.lr,
         "eval_dataset": r.eval_dataset, "eval_format": r.eval_format, "shots": r.shots, "metric": r.metric,
         "checkpoint": r.checkpoint, "checkpoint_step": r.checkpoint_step,
         "step": plot_step(r.checkpoint_step, main_step), "value": float(r.value), "std": _num(r.std),
-        "source": r.source, "mode": r.mode, "base_model": r.base_model,
+        "source": r.source, "mode": r.mode, "base_model": r.base_model, "method": r.method,
+        "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high),
     } for r in records]
     columns = ["model_kind", "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots",
-               "metric", "checkpoint", "checkpoint_step", "step", "value", "std", "source", "mode", "base_model"]
+               "metric", "checkpoint", "checkpoint_step", "step", "value", "std", "source", "mode", "base_model",
+               "method", "ci_low", "ci_high"]
     frame = pd.DataFrame(rows, columns=columns).astype({"checkpoint_step": "Int64", "step": "Int64"})
-    order = ["source", "mode", "eval_dataset", "eval_format", "shots", "model_kind", "train_dataset", "step"]
+    order = ["source", "mode", "eval_dataset", "eval_format", "shots", "model_kind", "train_dataset", "method", "step"]
     return frame.sort_values(order, na_position="first", kind="stable").reset_index(drop=True)

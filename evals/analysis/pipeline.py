@@ -64,6 +64,7 @@ class AnalyzeConfig(BaseModel):
     chance_margin: float = Field(
         CHANCE_MARGIN, ge=0.0, description="Flag forgetting where the base is at most chance + this.")
     title: str | None = Field(None, description="Report title; null: named after the inputs.")
+    spec: str | None = Field(None, description="The experiment spec (YAML file) to show in the report's provenance.")
     wandb: WandbOptions = Field(default_factory=WandbOptions, description="W&B (only with --wandb-project)")
 
     @model_validator(mode="after")
@@ -103,17 +104,25 @@ def load_records(config: AnalyzeConfig):
     return records, notes
 
 
-def run_analysis(config: AnalyzeConfig) -> AnalysisOutcome:
-    """Read the inputs, compute every table, write CSVs, PNGs and report.html to `config.out`, log to W&B."""
+def run_analysis(config: AnalyzeConfig, *, spec_yaml: str | None = None) -> AnalysisOutcome:
+    """Read the inputs, compute every table, write CSVs, figures and report.html to `config.out`, log to W&B.
+
+    `spec_yaml`: the spec as run (a grid passes its own, `--set` edits included); else `config.spec`'s text.
+    """
     from evals.analysis import analyze, write_outputs
+    from evals.analysis.provenance import collect_provenance, plan_summary
 
     wandb_settings = config.wandb.settings(config.out)  # an impossible W&B mode fails before any work
+    if spec_yaml is None and config.spec:
+        spec_yaml = storage.read_text(config.spec)  # a missing spec file fails before any work too
     records, notes = load_records(config)
     if not records:
         raise AnalysisInputError("no result records found: " + "; ".join(notes))
     title = config.title or ("study tables" if not config.storage else f"ptft grid {config.storage}")
+    provenance = collect_provenance(records, inputs=notes, spec_yaml=spec_yaml,
+                                    plan=plan_summary(config.storage) if config.storage else None)
     analysis = analyze(records, main_step=config.main_step, chance_margin=config.chance_margin,
-                       notes=notes, title=title)
+                       notes=notes, title=title, provenance=provenance)
     from evals.analysis import plots
 
     figures = plots.all_figures(analysis)

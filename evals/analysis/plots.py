@@ -1,23 +1,26 @@
-"""PNG figures (matplotlib, Agg): transfer/forgetting heatmaps, curves along pre-training, group Δ̄ curves.
+"""The figures of an analysis (matplotlib, Agg): Δ and forgetting heatmaps, curves along pre-training,
+format spread, group Δ̄, and learning against forgetting per fine-tuning method.
 
-Every function returns PNG bytes (or a dict name -> bytes); writing them is the caller's job, so the
-same figures go to files, into the HTML report and to W&B.
+Every builder returns {file name: bytes}, a PNG and a PDF per figure; writing them is the caller's job, so
+the same figures go to files, into the HTML report (the PNGs) and to W&B. Shared pieces (style, step
+axis, bands, heatmap) are in `figure_kit`.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import re
+from collections.abc import Iterator
 
-import matplotlib
+import pandas as pd
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")  # no display on cluster nodes and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from evals.analysis import figure_kit as kit
+from evals.analysis import formatting, taskinfo
+from evals.analysis.matrices import FORMATS, Z95
+from evals.analysis.tables import Analysis
 
-from evals.analysis.tables import Analysis  # noqa: E402
+ACCURACY_METRICS = ("accuracy", "acc", "acc_norm")
 
 
 def slug(*parts: object) -> str:
@@ -26,64 +29,41 @@ def slug(*parts: object) -> str:
     return re.sub(r"[^A-Za-z0-9.=-]+", "_", text).strip("_")
 
 
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _lr_text(lr) -> str:
-    return "lr=?" if lr is None or (isinstance(lr, float) and math.isnan(lr)) else f"lr={lr:g}"
+    return "lr=?" if formatting.missing(lr) else f"lr={formatting.lr_text(lr)}"
 
 
 def train_labels(frame: pd.DataFrame) -> pd.Series:
-    """Row labels for training configurations: the dataset, plus format and lr only where they vary."""
+    """Row labels for training configurations: the dataset, plus format and lr only where they vary for
+    that dataset, plus the method wherever the frame holds more than one."""
+    if frame.empty:
+        return pd.Series([], dtype=object, index=frame.index)
     detail = frame.groupby("train_dataset", dropna=False)[["train_format", "lr"]].nunique(dropna=False)
     varies = set(detail.index[(detail["train_format"] > 1) | (detail["lr"] > 1)])
-    return frame.apply(
-        lambda r: f"{r['train_dataset']} ({r['train_format']}, {_lr_text(r['lr'])})"
-        if r["train_dataset"] in varies else str(r["train_dataset"]), axis=1)
+    multi_method = "method" in frame and frame["method"].nunique() > 1
+
+    def label(row) -> str:
+        text = str(row["train_dataset"])
+        if row["train_dataset"] in varies:
+            text += f" ({row['train_format']}, {_lr_text(row['lr'])})"
+        return f"{text} · {row['method']}" if multi_method else text
+
+    return frame.apply(label, axis=1)
 
 
 def eval_labels(frame: pd.DataFrame) -> pd.Series:
     """Column labels: the eval dataset, with its format unless it is `default`."""
+    if frame.empty:
+        return pd.Series([], dtype=object, index=frame.index)
     return frame.apply(
         lambda r: r["eval_dataset"] if r["eval_format"] == "default" else f"{r['eval_dataset']}[{r['eval_format']}]",
         axis=1)
 
 
-def heatmap_png(matrix: pd.DataFrame, title: str, marks: pd.DataFrame | None = None, cbar_label: str = "Δ") -> bytes:
-    """A diverging heatmap centred on 0; NaN cells grey; cells where `marks` is True get a '*'."""
-    values = matrix.to_numpy(dtype=float)
-    finite = values[np.isfinite(values)]
-    vmax = float(np.max(np.abs(finite))) if finite.size else 1.0
-    vmax = vmax or 1.0
-    n_rows, n_cols = values.shape
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * n_cols + 2.5), max(2.5, 0.45 * n_rows + 1.8)))
-    cmap = plt.get_cmap("RdBu").with_extremes(bad="#dddddd")
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
-    ax.set_xticks(range(n_cols), [str(c) for c in matrix.columns], rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(n_rows), [str(i) for i in matrix.index], fontsize=7)
-    for i in range(n_rows):
-        for j in range(n_cols):
-            value = values[i, j]
-            mark = marks is not None and bool(marks.iloc[i, j])
-            text = "NaN" if math.isnan(value) else f"{value:.2f}"
-            ax.text(j, i, text + ("*" if mark else ""), ha="center", va="center", fontsize=6,
-                    color="white" if abs(value) > 0.6 * vmax else "black")
-    fig.colorbar(image, ax=ax, label=cbar_label, fraction=0.03)
-    ax.set_title(title, fontsize=9)
-    return _png(fig)
-
-
-def _pivot(frame: pd.DataFrame, value: str) -> pd.DataFrame:
-    frame = frame.assign(_row=train_labels(frame), _col=eval_labels(frame))
-    return frame.pivot_table(index="_row", columns="_col", values=value, aggfunc="mean", dropna=False)
-
-
-def slices(frame: pd.DataFrame, analysis: Analysis):
-    """(name, sub-frame) per (source, mode, base_model) at that source's primary shot count."""
+def slices(frame: pd.DataFrame, analysis: Analysis) -> Iterator[tuple[str, str, pd.DataFrame]]:
+    """(name, label, sub-frame) per (source, mode, base_model) at that source's primary shot count."""
+    if frame.empty:
+        return
     multi_model = frame["base_model"].nunique() > 1
     for (source, mode, base_model), sub in frame.groupby(["source", "mode", "base_model"], sort=True):
         shots = analysis.primary_shots.get(source)
@@ -92,138 +72,260 @@ def slices(frame: pd.DataFrame, analysis: Analysis):
             yield slug(source, mode, base_model if multi_model else None), f"{source}, {mode}, {shots}-shot", sub
 
 
+def _panels(frame: pd.DataFrame, value: str, flag: str | None = None) -> list[kit.HeatmapPanel]:
+    """One heatmap panel per metric scale; the trained task's own cells outlined."""
+    frame = frame.assign(_row=train_labels(frame).to_numpy(), _col=eval_labels(frame).to_numpy(),
+                         _scale=frame["metric"].map(kit.metric_scale))
+    rows = sorted(set(frame["_row"]))
+    row_train = dict(zip(frame["_row"], frame["train_dataset"], strict=True))
+    panels = []
+    for scale, sub in frame.groupby("_scale", sort=True):
+        matrix = sub.pivot_table(index="_row", columns="_col", values=value, aggfunc="mean", dropna=False)
+        matrix = matrix.reindex(index=rows)
+        col_eval = dict(zip(sub["_col"], sub["eval_dataset"], strict=True))
+        outline = pd.DataFrame([[taskinfo.in_domain(row_train[r], col_eval[c]) for c in matrix.columns]
+                                for r in matrix.index], index=matrix.index, columns=matrix.columns)
+        marks = None
+        if flag is not None:
+            flagged = sub.assign(_flag=sub[flag].astype(float))
+            marks = flagged.pivot_table(index="_row", columns="_col", values="_flag", aggfunc="max", dropna=False)
+            marks = marks.reindex(index=matrix.index, columns=matrix.columns).fillna(0) > 0
+        panels.append(kit.HeatmapPanel(scale, matrix, marks, outline))
+    return panels
+
+
+OUTLINE_NOTE = "black outline: the trained task's own eval set"
+
+
 def transfer_mean_figures(analysis: Analysis) -> dict[str, bytes]:
     """Heatmaps of Δ averaged over checkpoints, per source at its primary shots."""
     figures: dict[str, bytes] = {}
-    for name, label, sub in slices(analysis.transfer_mean, analysis):
-        figures[f"transfer_mean_{name}.png"] = heatmap_png(
-            _pivot(sub, "delta_mean"), f"Δ = fine-tuned − base, mean over checkpoints ({label})")
+    with kit.styled():
+        for name, label, sub in slices(analysis.transfer_mean, analysis):
+            fig = kit.heatmap(_panels(sub, "delta_mean"),
+                              f"Δ = fine-tuned − base, mean over checkpoints ({label}); {OUTLINE_NOTE}")
+            figures.update(kit.save(fig, f"transfer_mean_{name}"))
     return figures
 
 
 def transfer_checkpoint_figures(analysis: Analysis) -> dict[str, bytes]:
-    """Heatmaps of Δ, one per checkpoint, per source at its primary shots."""
+    """Heatmaps of Δ, one per checkpoint (in step order), per source at its primary shots."""
     figures: dict[str, bytes] = {}
-    for name, label, sub in slices(analysis.transfer, analysis):
-        for checkpoint, ckpt_rows in sub.groupby("checkpoint", sort=False):
-            figures[f"transfer_{name}_ckpt{slug(checkpoint)}.png"] = heatmap_png(
-                _pivot(ckpt_rows, "delta"), f"Δ at checkpoint {checkpoint} ({label})")
+    with kit.styled():
+        for name, label, sub in slices(analysis.transfer, analysis):
+            order = sorted(set(zip(sub["checkpoint"], sub["checkpoint_step"], strict=True)),
+                           key=lambda c: (formatting.step_order(c[1]), str(c[0])))
+            for checkpoint, _step in order:
+                rows = sub[sub["checkpoint"] == checkpoint]
+                fig = kit.heatmap(_panels(rows, "delta"), f"Δ at checkpoint {checkpoint} ({label}); {OUTLINE_NOTE}")
+                figures.update(kit.save(fig, f"transfer_{name}_ckpt{slug(checkpoint)}"))
     return figures
 
 
 def forgetting_figures(analysis: Analysis) -> dict[str, bytes]:
     """Mean min(0, Δ) over checkpoints on off-task cells; '*' marks cells flagged (base at chance / artifact)."""
     figures: dict[str, bytes] = {}
-    for name, label, sub in slices(analysis.forgetting, analysis):
-        marks = _pivot(sub.assign(flag=sub["flagged"].astype(float)), "flag").fillna(0) > 0
-        figures[f"forgetting_{name}.png"] = heatmap_png(
-            _pivot(sub, "forgetting"), f"forgetting min(0, Δ), mean over checkpoints ({label}); * flagged",
-            marks=marks, cbar_label="min(0, Δ)")
+    with kit.styled():
+        for name, label, sub in slices(analysis.forgetting, analysis):
+            fig = kit.heatmap(_panels(sub, "forgetting", flag="flagged"),
+                              f"forgetting min(0, Δ), mean over checkpoints ({label}); "
+                              "* flagged: base at chance or label artifact", cbar_label="min(0, Δ)")
+            figures.update(kit.save(fig, f"forgetting_{name}"))
     return figures
 
 
-def _band(ax, points: pd.DataFrame, label: str, style: str = "-", color=None) -> None:
-    points = points.sort_values("step")
-    x = points["step"].astype(float).to_numpy()
-    y = points["value"].to_numpy(dtype=float)
-    std = points["std"].to_numpy(dtype=float)
-    (line,) = ax.plot(x, y, style, marker="o", markersize=3, label=label, color=color)
-    if np.isfinite(std).any():
-        std = np.nan_to_num(std)
-        ax.fill_between(x, y - std, y + std, alpha=0.2, color=line.get_color())
+def _with_band(rows: pd.DataFrame) -> pd.DataFrame:
+    """`lo`/`hi`: the record's bootstrap CI, or ±1.96 std where a source has only a standard error."""
+    std = rows["std"].astype(float)
+    lo = rows["ci_low"].astype(float).fillna(rows["value"] - Z95 * std)
+    hi = rows["ci_high"].astype(float).fillna(rows["value"] + Z95 * std)
+    return rows.assign(lo=lo, hi=hi)
 
 
-def _base_and_finetuned_bands(ax, rows) -> None:
-    """The base curve (dashed black), then one band per fine-tuning (train dataset, format, lr)."""
+def _legend(fig, axes, extra: list | None = None) -> None:
+    """One legend for the figure, outside the panels on the right (labels deduplicated)."""
+    handles, labels = [], []
+    for ax in axes:
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            if text not in labels and not text.startswith("_"):
+                handles.append(handle)
+                labels.append(text)
+    for handle in extra or []:
+        handles.append(handle)
+        labels.append(handle.get_label())
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper")
+
+
+def _lines(ax, axis: kit.StepAxis, rows: pd.DataFrame, value: str, band: bool) -> None:
+    """The base curve (dashed black), then one curve per fine-tuning configuration."""
+    low, high = ("lo", "hi") if band else (None, None)
     base = rows[rows["model_kind"] == "base"]
     if len(base):
-        _band(ax, base, "base", "--", color="black")
+        kit.series(ax, axis, base, "base", value=value, low=low, high=high, style="--", color="black")
     finetuned = rows[rows["model_kind"] == "finetuned"]
     if len(finetuned):
-        finetuned = finetuned.assign(_label=train_labels(finetuned))
+        finetuned = finetuned.assign(_label=train_labels(finetuned).to_numpy())
         for train_label, points in finetuned.groupby("_label", sort=True):
-            _band(ax, points, f"FT {train_label}")
+            kit.series(ax, axis, points, f"FT {train_label}", value=value, low=low, high=high)
+
+
+def _formats(rows: pd.DataFrame, column: str = "eval_format") -> list[str]:
+    present = set(rows[column])
+    return [f for f in FORMATS if f in present] + sorted(present - set(FORMATS))
+
+
+def curve_figure(eval_dataset: str, rows: pd.DataFrame, axis: kit.StepAxis, label: str):
+    """One eval dataset's curves (rows of `Analysis.curves`): a panel per format on a shared y axis, bands
+    of the bootstrap CI, the chance level for accuracy. Call inside `figure_kit.styled()`."""
+    rows = _with_band(rows)
+    formats = _formats(rows)
+    fig, axes = kit.new_figure(1, len(formats), width=3.6 * len(formats) + 2.4, height=3.3, sharey=True)
+    metric = str(rows["metric"].iloc[0])
+    chance = taskinfo.chance_level(eval_dataset) if metric in ACCURACY_METRICS else None
+    for ax, eval_format in zip(axes[0], formats, strict=True):
+        _lines(ax, axis, rows[rows["eval_format"] == eval_format], "value", band=True)
+        kit.chance_line(ax, chance)
+        axis.apply(ax)
+        ax.set_title(f"format: {eval_format}")
+    axes[0][0].set_ylabel(metric)
+    fig.suptitle(f"{eval_dataset} ({label})")
+    _legend(fig, axes[0], [Patch(facecolor="grey", alpha=0.18, label=kit.BAND_LABEL)])
+    return fig
 
 
 def curve_figures(analysis: Analysis) -> dict[str, bytes]:
-    """Base and fine-tuned performance vs pre-training step (± std), one figure per eval dataset."""
+    """Base and fine-tuned scores along pre-training, one figure per eval dataset (`curve_figure`)."""
     figures: dict[str, bytes] = {}
-    for name, label, sub in slices(analysis.curves, analysis):
-        for eval_dataset, rows in sub.groupby("eval_dataset", sort=True):
-            formats = [f for f in ("default", "instruct", "io") if f in set(rows["eval_format"])]
-            formats += sorted(set(rows["eval_format"]) - set(formats))
-            fig, axes = plt.subplots(1, len(formats), figsize=(4.2 * len(formats), 3.2), squeeze=False)
-            for ax, fmt in zip(axes[0], formats, strict=True):
-                in_fmt = rows[rows["eval_format"] == fmt]
-                _base_and_finetuned_bands(ax, in_fmt)
-                ax.set_title(f"{eval_dataset} [{fmt}]", fontsize=9)
-                ax.set_xlabel("pre-training step")
-                ax.set_ylabel(str(in_fmt["metric"].iloc[0]))
-                ax.legend(fontsize=6)
-            fig.suptitle(label, fontsize=9)
-            figures[f"curves_{name}_{slug(eval_dataset)}.png"] = _png(fig)
+    with kit.styled():
+        for name, label, sub in slices(analysis.curves, analysis):
+            axis = kit.StepAxis.of(sub["checkpoint_step"])  # one axis per slice: figures line up
+            for eval_dataset, rows in sub.groupby("eval_dataset", sort=True):
+                fig = curve_figure(str(eval_dataset), rows, axis, label)
+                figures.update(kit.save(fig, f"curves_{name}_{slug(eval_dataset)}"))
     return figures
 
 
 def format_figures(analysis: Analysis) -> dict[str, bytes]:
-    """Format spread (max − min over formats) vs step, per eval dataset with any spread, FT vs base."""
+    """Format spread (max − min over formats) along pre-training, per eval dataset with any spread."""
     figures: dict[str, bytes] = {}
-    for name, label, sub in slices(analysis.format_sensitivity, analysis):
-        sub = sub[sub["spread"].notna()]
-        datasets = sorted(set(sub["eval_dataset"]))
-        if not datasets:
-            continue
-        n_cols = min(4, len(datasets))
-        n_rows = -(-len(datasets) // n_cols)
-        fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.0 * n_cols, 3.0 * n_rows), squeeze=False)
-        for ax in axes.flat[len(datasets):]:
-            ax.set_visible(False)
-        for ax, eval_dataset in zip(axes.flat, datasets, strict=False):
-            rows = sub[sub["eval_dataset"] == eval_dataset].rename(columns={"spread": "value"})
-            rows = rows.assign(std=float("nan"))
-            _base_and_finetuned_bands(ax, rows)
-            ax.set_title(f"{eval_dataset}: format spread", fontsize=9)
-            ax.set_xlabel("pre-training step")
-            ax.legend(fontsize=6)
-        fig.suptitle(label, fontsize=9)
-        fig.tight_layout()
-        figures[f"format_sensitivity_{name}.png"] = _png(fig)
+    with kit.styled():
+        for name, label, sub in slices(analysis.format_sensitivity, analysis):
+            sub = sub[sub["spread"].notna()]
+            datasets = sorted(set(sub["eval_dataset"]))
+            if not datasets:
+                continue
+            axis = kit.StepAxis.of(sub["checkpoint_step"])
+            n_cols = min(4, len(datasets))
+            n_rows = -(-len(datasets) // n_cols)
+            fig, axes = kit.new_figure(n_rows, n_cols, width=3.4 * n_cols + 2.4, height=2.8 * n_rows)
+            for ax in axes.flat[len(datasets):]:
+                ax.set_visible(False)
+            for ax, eval_dataset in zip(axes.flat, datasets, strict=False):
+                _lines(ax, axis, sub[sub["eval_dataset"] == eval_dataset], "spread", band=False)
+                axis.apply(ax)
+                ax.set_title(eval_dataset)
+                ax.set_ylabel("spread over formats")
+            fig.suptitle(f"format sensitivity: max − min score over eval formats ({label})")
+            _legend(fig, list(axes.flat))
+            figures.update(kit.save(fig, f"format_sensitivity_{name}"))
     return figures
 
 
 def group_figures(analysis: Analysis) -> dict[str, bytes]:
-    """Δ̄ per group vs pre-training step, one figure per partition (mode, model, shots, formats)."""
+    """Δ̄ per group along pre-training, one figure per partition (mode, model, shots, formats, method)."""
     figures: dict[str, bytes] = {}
     groups = analysis.groups
     if groups.empty:
         return figures
-    keys = ["mode", "base_model", "shots", "train_format", "eval_format"]
+    keys = ["mode", "base_model", "shots", "train_format", "eval_format", "method"]
     multi_model = groups["base_model"].nunique() > 1
-    for key, rows in groups.groupby(keys, sort=True, dropna=False):
-        if not (rows["n"] > 0).any():
-            continue
-        mode, base_model, shots, train_format, eval_format = key
-        fig, ax = plt.subplots(figsize=(6.5, 3.6))
-        for group, points in rows.groupby("group", sort=False):
-            points = points[points["n"] > 0]
-            if len(points):
-                ax.plot(points["step"].astype(float), points["delta_mean"], marker="o", markersize=3, label=group)
-        ax.axhline(0, color="grey", linewidth=0.8)
-        ax.set_xlabel("pre-training step")
-        ax.set_ylabel("mean Δ over the group's pairs")
-        ax.set_title(f"group Δ̄: {mode}, {shots}-shot, train {train_format} → eval {eval_format}", fontsize=9)
-        ax.legend(fontsize=6)
-        name = slug("groups", mode, base_model if multi_model else None, f"{shots}shot", train_format, eval_format)
-        figures[f"{name}.png"] = _png(fig)
+    multi_method = groups["method"].nunique() > 1
+    with kit.styled():
+        for key, rows in groups.groupby(keys, sort=True, dropna=False):
+            if not (rows["n"] > 0).any():
+                continue
+            mode, base_model, shots, train_format, eval_format, method = key
+            axis = kit.StepAxis.of(rows["checkpoint_step"])
+            fig, axes = kit.new_figure(width=7.2, height=3.6)
+            ax = axes[0][0]
+            for group, points in rows.groupby("group", sort=False):
+                points = points[points["n"] > 0]
+                if len(points):
+                    kit.series(ax, axis, points, group, value="delta_mean")
+            ax.axhline(0, color="grey", linewidth=0.8)
+            axis.apply(ax)
+            ax.set_ylabel("mean Δ over the group's pairs")
+            method_text = f", {method}" if multi_method else ""
+            ax.set_title(f"group Δ̄: {mode}, {shots}-shot, train {train_format} → eval {eval_format}{method_text}")
+            _legend(fig, [ax])
+            name = slug("groups", mode, base_model if multi_model else None, f"{shots}shot", train_format,
+                        eval_format, method if multi_method else None)
+            figures.update(kit.save(fig, name))
     return figures
 
 
+def method_comparison_figures(analysis: Analysis) -> dict[str, bytes]:
+    """In-domain gain against off-task forgetting, a marker per method × checkpoint, each method's
+    checkpoints joined in step order; one panel per training set. Only where two or more methods ran."""
+    figures: dict[str, bytes] = {}
+    table = analysis.method_comparison
+    if table.empty or table["method"].nunique() < 2:
+        return figures
+    with kit.styled():
+        for name, label, sub in slices(table, analysis):
+            sub = sub[sub["in_domain_gain"].notna()]
+            if len(sub) and sub["method"].nunique() > 1:
+                figures.update(kit.save(method_figure(sub, label), f"method_comparison_{name}"))
+    return figures
+
+
+def method_figure(rows: pd.DataFrame, label: str):
+    """Rows of `Analysis.method_comparison` (one slice) as a panel per training set. Call inside `styled()`."""
+    configs = sorted(set(zip(rows["train_dataset"], rows["train_format"], strict=True)))
+    n_cols = min(3, len(configs))
+    n_rows = -(-len(configs) // n_cols)
+    fig, axes = kit.new_figure(n_rows, n_cols, width=4.3 * n_cols + 2.2, height=3.6 * n_rows)
+    for ax in axes.flat[len(configs):]:
+        ax.set_visible(False)
+    methods = sorted(set(rows["method"]), key=lambda m: (m != "full", m))
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    for ax, (train_dataset, train_format) in zip(axes.flat, configs, strict=False):
+        _method_panel(ax, rows[(rows["train_dataset"] == train_dataset) & (rows["train_format"] == train_format)],
+                      colors)
+        ax.set_title(f"{train_dataset} ({train_format})")
+        ax.set_xlabel("off-task forgetting: −mean min(0, Δ)")
+        ax.set_ylabel("in-domain gain Δ")
+    fig.suptitle(f"learning vs forgetting per method, points labelled by checkpoint step ({label}); "
+                 "bars: 95% CI of the gain")
+    _legend(fig, list(axes.flat))
+    return fig
+
+
+def _method_panel(ax, rows: pd.DataFrame, colors: dict[str, str]) -> None:
+    multi_lr = rows.groupby("method")["lr"].nunique().max() > 1
+    for (method, lr), points in rows.groupby(["method", "lr"], sort=True, dropna=False):
+        points = points.sort_values("checkpoint_step", key=lambda s: s.map(formatting.step_order))
+        x = -points["off_task_forgetting"].astype(float)
+        y = points["in_domain_gain"].astype(float)
+        err = [y - points["in_domain_ci_low"].astype(float), points["in_domain_ci_high"].astype(float) - y]
+        text = f"{method} ({_lr_text(lr)})" if multi_lr else str(method)
+        ax.errorbar(x, y, yerr=err, fmt="-o", markersize=4, capsize=2, color=colors[method], label=text)
+        for xi, yi, step in zip(x, y, points["checkpoint_step"], strict=True):
+            if math.isfinite(xi) and math.isfinite(yi):
+                ax.annotate(formatting.step_text(step), (xi, yi), textcoords="offset points", xytext=(4, 4),
+                            fontsize=kit.MIN_FONT_PT, color=colors[method])
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.axvline(0, color="grey", linewidth=0.8)
+
+
 # The few figures that summarise an analysis (what W&B gets as images).
-SUMMARY_FIGURES = (transfer_mean_figures, forgetting_figures, format_figures, group_figures)
+SUMMARY_FIGURES = (transfer_mean_figures, forgetting_figures, format_figures, group_figures,
+                   method_comparison_figures)
 
 
 def all_figures(analysis: Analysis) -> dict[str, bytes]:
-    """Every figure of the analysis, keyed by file name."""
+    """Every figure of the analysis, keyed by file name (a .png and a .pdf each)."""
     figures: dict[str, bytes] = {}
     for make in SUMMARY_FIGURES + (transfer_checkpoint_figures, curve_figures):
         figures.update(make(analysis))

@@ -1,4 +1,10 @@
-"""`report.html`: one self-contained page (images embedded as base64, tables as HTML) with a table of contents."""
+"""`report.html`: one self-contained page that leads with the findings, then the figures and tables, the
+provenance, and the bookkeeping in an appendix.
+
+Figures are embedded (PNG as base64), tables are sortable by an inline script, wide tables scroll inside
+their own box, so the page fits a 1400 px window and works offline and when copied alone (only the links
+to the CSV and PDF files beside it need the folder).
+"""
 
 from __future__ import annotations
 
@@ -7,104 +13,220 @@ import html
 
 import pandas as pd
 
+from evals.analysis import findings
+from evals.analysis import formatting as fmt
+from evals.analysis import html_tables as ht
+from evals.analysis.provenance import Provenance
 from evals.analysis.tables import Analysis
 
 _STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
-table{border-collapse:collapse;font-size:12px;margin:0.5em 0}
-td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}
-th{background:#f3f3f3}
-img{max-width:100%;border:1px solid #eee;margin:0.3em 0}
-nav{background:#fafafa;border:1px solid #ddd;padding:0.5em 1.5em;display:inline-block}
-details{margin:0.5em 0}
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em 1.5em;max-width:1400px;color:#222;line-height:1.45;
+ overflow-wrap:anywhere}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em;margin-top:1.6em}
+p,li{max-width:110ch}
+.table-wrap{max-width:100%;overflow:auto;max-height:34em;border:1px solid #e3e3e3;margin:0.4em 0}
+table{border-collapse:collapse;font-size:12px}
+td,th{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap;overflow-wrap:normal}
+th{background:#f3f3f3;position:sticky;top:0;cursor:pointer;user-select:none}
+th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
+caption{text-align:left;font-weight:600;padding:0.2em 0}
+tbody tr:nth-child(even){background:#fafafa}
+img{max-width:100%;height:auto;border:1px solid #eee;margin:0.3em 0}
+figure{margin:0.6em 0}
+nav{background:#fafafa;border:1px solid #ddd;padding:0.4em 1.5em;display:inline-block}
+details{margin:0.5em 0}summary{cursor:pointer;font-weight:600}
+pre{background:#f7f7f7;border:1px solid #e3e3e3;padding:0.6em;overflow:auto;max-height:30em;white-space:pre}
+input.filter{margin:0.4em 0;padding:2px 6px;width:20em;max-width:100%}
 .note{color:#555;font-size:13px}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:0.2em 1em}dt{font-weight:600}dd{margin:0}
 """
 
 # (anchor, heading) in page order; the table of contents is built from this list.
 SECTIONS = [
-    ("summary", "Summary and counts"),
-    ("notes", "Import notes"),
+    ("findings", "Findings"),
+    ("methods", "Fine-tuning methods: learning against forgetting"),
     ("transfer", "Transfer: Δ = fine-tuned − base"),
     ("forgetting", "Forgetting: min(0, Δ) off the trained task"),
     ("format", "Format sensitivity"),
     ("curves", "Performance along pre-training"),
     ("groups", "Group averages and slopes"),
-    ("files", "Files"),
+    ("provenance", "Provenance"),
+    ("appendix", "Appendix: bookkeeping"),
 ]
 
 
-def _table(frame: pd.DataFrame, max_rows: int | None = None) -> str:
-    shown = frame if max_rows is None or len(frame) <= max_rows else frame.head(max_rows)
-    text = shown.to_html(index=False, na_rep="NaN", float_format=lambda v: f"{v:.4g}", border=0)
-    if shown is not frame:
-        text += f'<p class="note">first {max_rows} of {len(frame)} rows; all of them are in the CSV.</p>'
-    return text
-
-
-def _image(name: str, png: bytes) -> str:
+def _image(name: str, png: bytes, figures: dict[str, bytes]) -> str:
     data = base64.b64encode(png).decode("ascii")
-    return f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}"><figcaption class="note">{html.escape(name)}</figcaption></figure>'
+    vector = name.removesuffix(".png") + ".pdf"
+    link = f' · <a href="{html.escape(vector)}">PDF</a>' if vector in figures else ""
+    return (f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+            f'<figcaption class="note">{html.escape(name)}{link}</figcaption></figure>')
 
 
-def _images(figures: dict[str, bytes], prefix: str) -> str:
-    return "\n".join(_image(name, png) for name, png in sorted(figures.items()) if name.startswith(prefix))
+def _images(figures: dict[str, bytes], prefix: str, exclude: str | None = None) -> str:
+    return "\n".join(_image(name, data, figures) for name, data in sorted(figures.items())
+                     if name.startswith(prefix) and name.endswith(".png") and not (exclude and exclude in name))
 
 
-def _details(summary: str, body: str) -> str:
-    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
+def _transfer(analysis: Analysis, figures: dict[str, bytes]) -> str:
+    mean = analysis.transfer_mean
+    mean_columns = [*findings.identity_columns(mean), ht.text("eval_dataset", "eval set"), ht.text("eval_format", "eval format"),
+                    ht.count("shots"), ht.delta("delta_mean", "mean Δ"), ht.count("n"), ht.count("n_missing"),
+                    ht.delta("delta_std", "std of Δ"), ht.rel("rel_delta_mean", "delta_mean", "mean Δ %")]
+    cells = analysis.transfer
+    cell_columns = [*findings.identity_columns(cells), ht.checkpoint(), ht.text("eval_dataset", "eval set"),
+                    ht.text("eval_format", "eval format"), ht.count("shots"), ht.value("base"),
+                    ht.value("finetuned", "fine-tuned"), ht.delta("delta", "Δ"), ht.ci("delta_ci_low", "delta_ci_high"),
+                    ht.rel("rel_delta", "base"), ht.text("status")]
+    per_ckpt = _images(figures, "transfer_", exclude="transfer_mean_")
+    return (_images(figures, "transfer_mean_")
+            + ht.collapsed("Per-checkpoint heatmaps", per_ckpt)
+            + "<h3>Mean over checkpoints (n = checkpoints with both values)</h3>"
+            + ht.render_table(mean, mean_columns, table_id="t-transfer-mean", max_rows=1000)
+            + ht.collapsed(f"Every cell ({len(cells)} rows, transfer.csv)",
+                           ht.render_table(cells, cell_columns, table_id="t-transfer", max_rows=1000)))
+
+
+def _forgetting(analysis: Analysis, figures: dict[str, bytes]) -> str:
+    lost = analysis.forgetting
+    lost = lost[lost["forgetting"] < 0].assign(
+        why=lambda f: f["base_at_chance"].map({True: "base at chance", False: ""}).str.cat(
+            f["label_artifact"].map({True: "label artifact", False: ""}), sep=" ").str.strip())
+    columns = [*findings.identity_columns(lost), ht.checkpoint(), ht.text("eval_dataset", "eval set"),
+               ht.text("eval_format", "eval format"), ht.count("shots"), ht.value("base"),
+               ht.value("finetuned", "fine-tuned"), ht.delta("forgetting", "min(0, Δ)"),
+               ht.ci("delta_ci_low", "delta_ci_high", "Δ 95% CI"), ht.text("why", "flagged")]
+    return (_images(figures, "forgetting_")
+            + f"<h3>Cells that lost ground (forgetting &lt; 0): {len(lost)}</h3>"
+            + ht.render_table(lost, columns, table_id="t-lost", max_rows=1000))
+
+
+def _format(analysis: Analysis, figures: dict[str, bytes]) -> str:
+    spreads = analysis.format_sensitivity
+    spreads = spreads[spreads["spread"].notna()]
+    value_columns = [c for c in spreads.columns if c.startswith("value_") and spreads[c].notna().any()]
+    columns = [ht.text("model_kind", "model"), ht.checkpoint(), ht.text("train_dataset", "trained on"),
+               *([ht.text("method")] if findings.multi(spreads, "method") else []),
+               ht.text("eval_dataset", "eval set"), ht.count("shots"),
+               *[ht.value(c, c.removeprefix("value_")) for c in value_columns], ht.value("spread")]
+    return (_images(figures, "format_sensitivity_")
+            + "<h3>Spreads over formats (rows with at least two formats)</h3>"
+            + ht.render_table(spreads, columns, table_id="t-format", max_rows=1000))
+
+
+def _groups(analysis: Analysis, figures: dict[str, bytes]) -> str:
+    groups = analysis.groups
+    columns = [ht.text("group"), ht.checkpoint(), ht.delta("delta_mean", "mean Δ"), ht.count("n"),
+               ht.count("n_pairs"), _slope_column(), ht.text("mode"), ht.count("shots"),
+               ht.text("train_format", "train format"), ht.text("eval_format", "eval format"),
+               *([ht.text("method")] if findings.multi(groups, "method") else [])]
+    return (_images(figures, "groups")
+            + ht.collapsed(f"Group table ({len(groups)} rows, groups.csv)",
+                           ht.render_table(groups, columns, table_id="t-groups", max_rows=1000)))
+
+
+def _slope_column() -> ht.Column:
+    """The group slope: Δ̄ change per 100k pre-training steps."""
+    return ht.Column("slope /100k", lambda r: (fmt.delta_text(r["slope"]), None if fmt.missing(r["slope"])
+                                               else float(r["slope"])), "(Δ̄ now − Δ̄ before) per 100k steps")
+
+
+def _provenance(prov: Provenance | None, analysis: Analysis) -> str:
+    if prov is None:
+        return "<p>Not recorded.</p>"
+    def joined(values) -> str:
+        return ", ".join(str(v) for v in values) or "not recorded"
+    facts = [("ptft", f"{prov.ptft_version}" + (f", commit {prov.git_commit}" if prov.git_commit
+                                                 else " (commit unknown: not a git checkout)")),
+             ("analysed", prov.created), ("record sources", joined(prov.record_sources)),
+             ("eval data source", joined(prov.data_sources)), ("engine versions", joined(prov.engine_versions)),
+             ("bootstrap seeds", joined(prov.bootstrap_seeds)), ("bootstrap resamples", joined(prov.bootstrap_resamples)),
+             ("few-shot seeds", joined(prov.fewshot_seeds)), ("bands and CIs", prov.band)]
+    plan = prov.plan
+    if plan:
+        facts += [("plan", f"{plan.get('name')} (plan_version {plan.get('plan_version')}): {plan.get('cells')} cells, "
+                           f"{plan.get('trials')} trials, {plan.get('eval_jobs')} eval jobs ({plan.get('file')})"),
+                  ("training seeds", joined(plan.get("train_seeds", []))),
+                  ("learning rates", "; ".join(f"{k}: {', '.join(fmt.lr_text(v) for v in vs)}"
+                                                for k, vs in plan.get("lrs", {}).items()) or "not recorded")]
+        if plan.get("methods"):
+            facts.append(("methods (plan)", joined(plan["methods"])))
+    facts.append(("methods (records)", joined(analysis.methods) if analysis.methods else "no fine-tuned records"))
+    body = "<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in facts) + "</dl>"
+    if prov.inputs:
+        body += "<h3>Inputs</h3><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in prov.inputs) + "</ul>"
+    n_table = pd.DataFrame(list(prov.n_per_eval), columns=["source", "mode", "eval_dataset", "n"])
+    body += "<h3>n per eval set (examples scored)</h3>" + ht.render_table(
+        n_table, [ht.text("source"), ht.text("mode"), ht.text("eval_dataset", "eval set"), ht.text("n")],
+        table_id="t-n", filterable=False)
+    body += ("<h3>Spec</h3><pre>" + html.escape(prov.spec_yaml) + "</pre>" if prov.spec_yaml
+             else "<p class=\"note\">No spec given (pass <code>--spec FILE</code> to <code>ptft analyze</code>).</p>")
+    return body + _how_to_read(analysis)
+
+
+def _how_to_read(analysis: Analysis) -> str:
+    shots = ", ".join(f"{s}: {k}-shot" for s, k in sorted(analysis.primary_shots.items())) or "none"
+    final = any(r.checkpoint_step is None for r in analysis.records)
+    final_text = (" The final model (step unknown) sits apart on the figures' step axes, right of the dotted "
+                  f"rule and never joined to the curve; in the CSVs its <code>step</code> is {analysis.main_step}."
+                  if final else "")
+    return (
+        "<h3>How the numbers are made</h3>"
+        f"<p>Figures and findings use each source's most common shot count ({html.escape(shots)}); the CSVs hold "
+        "every shot count. A fine-tuned record's base is the base record with the same source, mode, base model, "
+        "checkpoint, eval dataset, format, shots and metric (sources from different harnesses are never paired). "
+        f"Relative Δ is Δ / base × 100, left blank where |base| &lt; {fmt.REL_DELTA_MIN_BASE}. A forgetting cell is "
+        f"flagged when the base scores at or below chance + {analysis.chance_margin} (chance from the task "
+        "registry) or is the QQP/STS-B faithful-mode label artifact. Accuracy and ROUGE-L are on separate colour "
+        f"scales in the heatmaps.{final_text}</p>")
+
+
+def _appendix(analysis: Analysis, figures: dict[str, bytes]) -> str:
+    counts = pd.DataFrame(sorted(analysis.counts.items()), columns=["count", "value"])
+    notes = ("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in analysis.notes) + "</ul>"
+             if analysis.notes else "<p>None.</p>")
+    files = sorted([f"{stem}.csv" for stem in analysis.tables()] + list(figures))
+    links = "<ul>" + "".join(f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in files) + "</ul>"
+    return ("<h3>Counts</h3><p>Missing cells are NaN rows in the CSVs, never dropped; these counts say how many "
+            "there are.</p>" + ht.render_table(counts, [ht.text("count"), ht.count("value")], table_id="t-counts",
+                                                filterable=False)
+            + "<h3>Import notes</h3>" + notes
+            + "<h3>Files</h3><p class=\"note\">The links are relative to this page: they work inside the analysis "
+              "folder, not when report.html is copied alone (its figures are embedded and travel with it).</p>"
+            + ht.collapsed(f"{len(files)} files", links))
 
 
 def render_report(analysis: Analysis, figures: dict[str, bytes]) -> str:
-    """The HTML report for `analysis`, embedding `figures` (file name -> PNG bytes)."""
-    counts = pd.DataFrame(sorted(analysis.counts.items()), columns=["count", "value"])
-    shots = ", ".join(f"{s}: {k}-shot" for s, k in sorted(analysis.primary_shots.items())) or "none"
-    body: dict[str, str] = {}
-    body["summary"] = (
-        f"<p>{len(analysis.records)} result records. Missing cells are NaN rows in the CSVs, never dropped; "
-        f"the counts below say how many there are. Figures use each source's most common shot count ({shots}); "
-        f"the CSVs hold every shot count. The final model (step unknown) is placed at step {analysis.main_step}. "
-        f"A fine-tuned record's base is the base record with the same source, mode, base model, checkpoint, "
-        f"eval dataset, format, shots and metric (sources from different harnesses are never paired). "
-        f"Relative Δ is Δ / base × 100. A forgetting cell is flagged when the base scores at or below "
-        f"chance + {analysis.chance_margin} (chance from the task registry) or is the QQP/STS-B faithful-mode "
-        f"label artifact.</p>" + _table(counts)
-    )
-    body["notes"] = (
-        "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in analysis.notes) + "</ul>"
-        if analysis.notes else "<p>None.</p>"
-    )
-    per_ckpt = "\n".join(
-        _image(n, p) for n, p in sorted(figures.items()) if n.startswith("transfer_") and "_ckpt" in n)
-    body["transfer"] = (
-        _images(figures, "transfer_mean_")
-        + _details("Per-checkpoint heatmaps", per_ckpt)
-        + "<h3>Mean over checkpoints (n = checkpoints with both values)</h3>"
-        + _table(analysis.transfer_mean, 500)
-        + _details("Every cell (transfer.csv)", _table(analysis.transfer, 1000))
-    )
-    forgetting = analysis.forgetting
-    body["forgetting"] = (
-        _images(figures, "forgetting_")
-        + "<h3>Cells that lost ground (forgetting &lt; 0)</h3>"
-        + _table(forgetting[forgetting["forgetting"] < 0], 500)
-    )
-    fmt = analysis.format_sensitivity
-    body["format"] = (
-        _images(figures, "format_sensitivity_")
-        + "<h3>Spreads over formats (rows with at least two formats)</h3>"
-        + _table(fmt[fmt["spread"].notna()], 500)
-    )
-    body["curves"] = _images(figures, "curves_")
-    body["groups"] = _images(figures, "groups") + _table(analysis.groups, 1000)
-    files = sorted([f"{stem}.csv" for stem in analysis.tables()] + list(figures))
-    body["files"] = "<ul>" + "".join(f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in files) + "</ul>"
-
-    toc = "".join(f'<li><a href="#{anchor}">{html.escape(title)}</a></li>' for anchor, title in SECTIONS)
+    """The HTML report for `analysis`, embedding the PNGs of `figures` (file name -> bytes)."""
+    body: dict[str, str | None] = {
+        "findings": ("<h3>In-domain gain per training set</h3>" + findings.in_domain_gain(analysis)
+                     + "<h3>Transfer and forgetting off the trained task</h3>"
+                     + findings.transfers_and_forgetting(analysis)
+                     + "<h3>Format sensitivity along pre-training</h3>" + findings.format_sensitivity(analysis)
+                     + "<h3>Fine-tuning methods</h3>" + findings.methods(analysis)),
+        # only where two methods ran: a single-method grid's page stays as it was
+        "methods": (_images(figures, "method_comparison_") + findings.method_table(analysis)
+                    if len(analysis.methods) > 1 else None),
+        "transfer": _transfer(analysis, figures),
+        "forgetting": _forgetting(analysis, figures),
+        "format": _format(analysis, figures),
+        "curves": _images(figures, "curves_"),
+        "groups": _groups(analysis, figures),
+        "provenance": _provenance(analysis.provenance, analysis),
+        "appendix": _appendix(analysis, figures),
+    }
+    shown = [(anchor, title) for anchor, title in SECTIONS if body[anchor] is not None]
+    toc = "".join(f'<li><a href="#{anchor}">{html.escape(title)}</a></li>' for anchor, title in shown)
     sections = "".join(
-        f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{body[anchor]}</section>' for anchor, title in SECTIONS
-    )
+        f'<section id="{anchor}"><h2>{html.escape(title)}</h2>{body[anchor]}</section>' for anchor, title in shown)
     title = html.escape(analysis.title)
+    subtitle = (f"{len(analysis.records)} result records ({analysis.counts.get('records_base', 0)} base, "
+                f"{analysis.counts.get('records_finetuned', 0)} fine-tuned)")
     return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title><style>{_STYLE}</style></head>'
-        f'<body><h1>{title}</h1><nav id="toc"><h2>Contents</h2><ol>{toc}</ol></nav>{sections}</body></html>\n'
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>'
+        f'<style>{_STYLE}</style></head><body><h1>{title}</h1><p class="note">{html.escape(subtitle)}</p>'
+        f'<nav id="toc"><h2>Contents</h2><ol>{toc}</ol></nav>{sections}'
+        f"<script>{ht.TABLE_SCRIPT}</script></body></html>\n"
     )

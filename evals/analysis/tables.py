@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from evals.analysis.frame import MAIN_STEP
+from evals.analysis.provenance import Provenance
 from evals.results import ResultRecord
 
 CHANCE_MARGIN = 0.02  # base within this much of chance (or below) is "at chance"
@@ -34,9 +35,17 @@ class Analysis:
     title: str = "ptft analysis"
     main_step: int = MAIN_STEP
     chance_margin: float = CHANCE_MARGIN
+    method_comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
+    provenance: Provenance | None = None
+
+    @property
+    def methods(self) -> list[str]:
+        """The fine-tuning methods of the fine-tuned records ("full" first, then by name)."""
+        names = {r.method for r in self.records if r.model_kind == "finetuned"}
+        return sorted(names, key=lambda m: (m != "full", m))
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The CSV tables by file stem (results, transfer, transfer_mean, forgetting, ...)."""
+        """The CSV tables by file stem (results, transfer, transfer_mean, forgetting, ..., method_comparison)."""
         return {"results": self.results, "transfer": self.transfer, "transfer_mean": self.transfer_mean,
                 "forgetting": self.forgetting, "format_sensitivity": self.format_sensitivity,
-                "groups": self.groups, "curves": self.curves}
+                "groups": self.groups, "curves": self.curves, "method_comparison": self.method_comparison}

@@ -91,22 +91,26 @@ def log_to_wandb(analysis: Analysis, project: str, entity: str | None = None, mo
             logged[f"transfer_heatmap_{name}"] = wandb.plot_table(
                 HEATMAP_SPEC, table, {"x": "eval", "y": "train", "color": "delta_mean"})
         for name, _label, sub in plots.slices(analysis.forgetting, analysis):
-            mean = sub.groupby(["train_dataset", "train_format", "lr", "eval_dataset", "eval_format"],
+            mean = sub.groupby(["train_dataset", "train_format", "method", "lr", "eval_dataset", "eval_format"],
                                dropna=False, as_index=False)["forgetting"].mean()
             table = to_wandb_table(_heatmap_frame(mean, "forgetting"))
             logged[f"forgetting_heatmap_{name}"] = wandb.plot_table(
                 HEATMAP_SPEC, table, {"x": "eval", "y": "train", "color": "forgetting"})
         for name, png in figures.items():
-            if name.startswith(("transfer_mean_", "forgetting_", "groups", "format_sensitivity_")):
+            if name.endswith(".png") and name.startswith(("transfer_mean_", "forgetting_", "groups",
+                                                           "format_sensitivity_", "method_comparison_")):
                 logged[f"png/{name.removesuffix('.png')}"] = wandb.Image(Image.open(io.BytesIO(png)), caption=name)
         groups = analysis.groups
-        for key, rows in groups.groupby(["mode", "shots", "train_format", "eval_format"], sort=True, dropna=False):
-            chart = _line_series(rows, rows["group"], "delta_mean", f"group Δ̄ {'/'.join(map(str, key))}")
+        for key, rows in groups.groupby(["mode", "shots", "train_format", "eval_format", "method"], sort=True,
+                                        dropna=False):
+            parts = [str(k) for k in key[:-1]] + ([] if key[-1] == "full" else [str(key[-1])])  # full: as before
+            chart = _line_series(rows, rows["group"], "delta_mean", f"group Δ̄ {'/'.join(parts)}")
             if chart is not None:
-                logged[f"groups_curve_{'_'.join(map(str, key))}"] = chart
+                logged[f"groups_curve_{'_'.join(parts)}"] = chart
         for name, label, sub in plots.slices(analysis.curves, analysis):
             for (eval_dataset, eval_format), rows in sub.groupby(["eval_dataset", "eval_format"], sort=True):
-                series = rows["model_kind"].where(rows["model_kind"] == "base", "FT " + rows["train_dataset"].astype(str))
+                series = rows["model_kind"].where(rows["model_kind"] == "base",
+                                                  "FT " + plots.train_labels(rows).astype(str))
                 chart = _line_series(rows, series, "value", f"{eval_dataset} [{eval_format}] ({label})")
                 if chart is not None:
                     logged[f"curve_{name}_{eval_dataset}_{eval_format}"] = chart
@@ -126,7 +130,9 @@ def _log_group_scalars(run, groups: pd.DataFrame) -> None:
     run.define_metric("group/*", step_metric="pt_step")
     by_step: dict[int, dict[str, float]] = {}
     for row in groups[groups["n"] > 0].to_dict("records"):
-        key = f"group/{row['mode']}/{row['shots']}shot/{row['train_format']}-{row['eval_format']}/{row['group']}"
+        method = "" if row["method"] == "full" else f"/{row['method']}"  # full keeps its pre-method key
+        key = (f"group/{row['mode']}/{row['shots']}shot/{row['train_format']}-{row['eval_format']}{method}/"
+               f"{row['group']}")
         by_step.setdefault(int(row["step"]), {})[key] = float(row["delta_mean"])
     for step in sorted(by_step):
         run.log({"pt_step": step, **by_step[step]})

@@ -35,6 +35,9 @@ def test_every_output_exists(outputs):
     assert {"curves_ptft_fixed_mnli_matched.png", "curves_ptft_fixed_paws.png", "curves_ptft_fixed_xsum.png"} <= set(pngs)
     assert any(p.startswith("groups_fixed_4shot_default_default") for p in pngs)
     assert all((out / p).read_bytes().startswith(PNG_MAGIC) for p in pngs)
+    for png in pngs:  # a vector version beside every PNG
+        assert (out / png).with_suffix(".pdf").read_bytes().startswith(b"%PDF"), png
+    assert (out / "method_comparison.csv").is_file()
     assert set(written) == {p.name for p in out.iterdir() if not p.name.startswith(".")}
 
 
@@ -70,10 +73,12 @@ def test_report_has_toc_sections_counts_and_images(outputs):
     html = (out / "report.html").read_text()
     assert '<nav id="toc">' in html
     for anchor, _title in SECTIONS:
-        assert f'href="#{anchor}"' in html and f'<section id="{anchor}">' in html
-    assert "data:image/png;base64," in html
-    assert "transfer_missing_base" in html and "hand-made grid" in html
-    assert re.search(r"<td>transfer_missing_both</td>\s*<td>2</td>", html)
+        shown = anchor != "methods"  # one method: no comparison section
+        assert (f'href="#{anchor}"' in html) == shown and (f'<section id="{anchor}">' in html) == shown, anchor
+    assert html.index('<section id="findings">') < html.index('<section id="appendix">')
+    assert html.index('<section id="appendix">') < html.index("transfer_missing_base")  # bookkeeping at the end
+    assert "data:image/png;base64," in html and "hand-made grid" in html
+    assert re.search(r'<td>transfer_missing_both</td><td data-v="2.0">2</td>', html)
 
 
 def test_read_grid_records_reads_every_eval_folder_of_the_layout(tmp_path):
