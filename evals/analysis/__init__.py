@@ -11,11 +11,18 @@ Modules, each importing only from those listed before it (no cycles):
     frame         records -> frame, duplicate check, checkpoint order, grid reading (bottom)
     taskinfo      the analysis's questions to the task registry (ptft.tasks)
     study_import  the study's published tables -> records
-    tables        the `Analysis` value type (frame)
+    provenance    code version, date, spec, plan, seeds, n per eval set, what the bands are
+    tables        the `Analysis` value type (frame, provenance)
     matrices      transfer / forgetting / format-sensitivity / curve tables (frame, taskinfo)
     groups        group averages and slopes (frame, taskinfo)
-    compute       `analyze` (frame, tables, matrices, groups)
-    plots, report figures and report.html of an `Analysis` (tables)
+    methods       in-domain gain against off-task forgetting per method and checkpoint (matrices, taskinfo)
+    compute       `analyze` (frame, tables, matrices, groups, methods, provenance)
+    formatting    numbers by kind: metric values, signed deltas, CIs, lrs, steps (matrices)
+    figure_kit    style, PNG + PDF saving, the step axis, bands, the heatmap (formatting)
+    plots         the figures of an `Analysis` (figure_kit, tables)
+    html_tables   formatted, sortable, filterable HTML tables (formatting)
+    findings      the report's findings, written from the tables (html_tables, tables)
+    report        report.html (findings, html_tables, provenance, tables)
     outputs       `write_outputs` (tables, plots, report)
     wandb_log     `log_to_wandb` (tables, plots)
 """
