@@ -19,7 +19,7 @@ ModelKind = Literal["base", "finetuned"]
 
 # Where a record was produced. Records from different harnesses are never merged, even when they
 # describe the same model and dataset (the study's MC table came from a different harness).
-SOURCES = ("ptft", "study", "study_official")
+SOURCES = ("ptft", "study", "study_official", "lm_eval")
 
 
 @dataclass(frozen=True, kw_only=True)

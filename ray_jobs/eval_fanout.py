@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evals.config import EvalConfig
+from evals.harness import HarnessConfig
 from evals.jobs import EvalJob, ModelRef
 from ptft.core.layout import GridLayout
 from ptft.core.wandb_settings import WandbSettings
@@ -36,6 +37,7 @@ class EvalRun:
     out_dir: str
     data_source: str
     wandb: WandbSettings | None
+    harness: HarnessConfig | None = None  # lm-eval tasks run on this model too (evals/harness.py)
 
 
 @dataclass(frozen=True)
@@ -81,18 +83,26 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
         jobs_by_key.setdefault(key, []).append(planned.job)
     config, data_source = spec.eval.eval_config(), spec.data_source()
     return [EvalRun(key, model, tuple(jobs_by_key[key]), group, config, layout.evals(key).root, data_source,
-                    wandb_settings) for key, (model, group) in models.items()]
+                    wandb_settings, harness=spec.eval.harness_config()) for key, (model, group) in models.items()]
 
 
 def evaluate_one_model(run: EvalRun) -> EvalSummary:
     """Body of the Ray task: score one model's jobs, log one W&B eval run, return a summary."""
+    from evals.harness import merge_results, run_harness
     from evals.runner import evaluate_model
+    from ptft.core.layout import EvalOutput
     from ray_jobs.train_trials import quiet_worker
 
     quiet_worker()
     start = time.perf_counter()
+    # The harness goes first: the ledger knows a model is done from ptft's records alone, so those are
+    # written only once the harness's marker is; a rerun after a crash in between redoes what is missing.
+    harness = run_harness(run.model, run.harness, run.out_dir) if run.harness is not None else []
     records = evaluate_model(run.model, list(run.jobs), run.config, run.out_dir, data_source=run.data_source,
                              progress=False)
+    if run.harness is not None:  # evaluate_model rewrote results.jsonl from ptft's records: add them back
+        merge_results(EvalOutput(run.out_dir), harness)
+    records = [*records, *harness]
     seconds = time.perf_counter() - start
     wandb_run = init_run(run.wandb, run_id=run_id("eval", run.key, *sorted(j.job_id or "" for j in run.jobs)),
                          name=f"eval-{run.key}", group=run.group, job_type="eval",

@@ -20,6 +20,8 @@ reader and writer goes through these names, and the markers here are the ledger'
         records/<job_id>.json                    a job's result record: its completion marker (last)
         predictions/<job_id>.jsonl               its per-example predictions (written first)
         results.jsonl                            every record of this model, rewritten after each job
+        harness/<name>.json                      an lm-eval task set's records: its marker (last), beside
+                                                 <name>.samples.jsonl and <name>.results.json (first)
     <storage>/analysis/                          matrices, plots, report.html
     <storage>/wandb/                             offline W&B runs (sync with `wandb sync`)
     <storage>/faults/<trial_id>.injected         tests only: a crash injected once
@@ -100,6 +102,14 @@ class EvalOutput:
     @property
     def results(self) -> str:
         return storage.join(self.root, "results.jsonl")
+
+    def harness(self, name: str) -> str:
+        """An lm-eval task set's marker (evals/harness.py): its records and cache key, written last."""
+        return storage.join(self.root, "harness", f"{name}.json")
+
+    def harness_file(self, name: str, suffix: str) -> str:
+        """What that run wrote before its marker: `samples.jsonl` (per document), `results.json` (lm-eval's)."""
+        return storage.join(self.root, "harness", f"{name}.{suffix}")
 
     def record_files(self) -> list[str]:
         """Every record marker in the folder, by path (hidden and temporary files left out)."""

@@ -14,9 +14,18 @@ import os
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from evals.config import EvalConfig
+from evals.harness import HarnessConfig, check_tasks, require_lm_eval
 from ptft.core.yaml_files import YamlError, parse_yaml, read_yaml
 from ptft.study.checkpoints import CheckpointRef, parse_checkpoint
 from ptft.study.spec_errors import SpecError, explain
@@ -314,6 +323,50 @@ class EvalSpec(EvalConfig):
     models: Literal["winners", "all"] = Field("winners", description="Evaluate each cell's best lr, or every trial.")
     base: bool = Field(True, description="Evaluate every base checkpoint (once per grid).")
 
+    # lm-evaluation-harness tasks run on every evaluated model beside the datasets above (docs/harness.md).
+    # The include path comes first: the task names are checked against it (validation runs in field order).
+    harness_include_path: str | None = Field(None, description=(
+        "A folder of your own lm-eval task YAMLs; relative to the working directory, as lm-eval reads it."))
+    harness_tasks: list[str] = Field(default_factory=list, validate_default=True, description=(
+        "lm-eval task, group or tag names (mmlu, hellaswag, ...) run on every evaluated model; needs "
+        "pip install 'ptft[harness]'."))
+    harness_shots: int | None = Field(None, ge=0, description=(
+        "lm-eval's num_fewshot for every harness task; None: each task's own default."))
+    harness_limit: int | None = Field(None, ge=1, description="Score only the first N documents of each harness task.")
+
+    @field_validator("harness_include_path")
+    @classmethod
+    def _include_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Absolute from here on: the workers that run the tasks need not share the driver's directory.
+        path = os.path.abspath(os.path.expanduser(value))
+        if not os.path.isdir(path):
+            raise ValueError(f"{value!r} is not a folder" + (f" ({path})" if path != value else ""))
+        return path
+
+    @field_validator("harness_tasks")
+    @classmethod
+    def _harness_tasks_exist(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        if not value:
+            if info.data.get("harness_include_path"):
+                raise ValueError("is empty, but harness_include_path is set; name the tasks to run")
+            return value
+        require_lm_eval()  # the install line, before any name is looked up
+        for i, name in enumerate(value):
+            if value.index(name) != i:
+                raise ValueError(f"[{i}]: {name!r} is listed twice")
+        if "harness_include_path" in info.data:  # else its own error is reported
+            check_tasks(value, info.data["harness_include_path"], field="")  # close matches, from lm-eval
+        return value
+
+    @field_validator("harness_shots", "harness_limit")
+    @classmethod
+    def _harness_setting_needs_tasks(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and info.data.get("harness_tasks") == []:
+            raise ValueError(f"is {value}, but eval.harness_tasks is empty; name the tasks to run")
+        return value
+
     @field_validator("shots")
     @classmethod
     def _shots(cls, value: list[int]) -> list[int]:
@@ -350,6 +403,16 @@ class EvalSpec(EvalConfig):
 
     def eval_config(self) -> EvalConfig:
         return EvalConfig(**{name: getattr(self, name) for name in EvalConfig.model_fields})
+
+    def harness_config(self) -> HarnessConfig | None:
+        """What `evals.harness.run_harness` runs on each model (None: no harness tasks)."""
+        if not self.harness_tasks:
+            return None
+        return HarnessConfig(tasks=tuple(self.harness_tasks), num_fewshot=self.harness_shots,
+                             limit=self.harness_limit, include_path=self.harness_include_path,
+                             batch_size=self.batch_size, max_length=self.max_length, precision=self.precision,
+                             device=self.device, fewshot_seed=self.fewshot_seed,
+                             bootstrap_iters=self.bootstrap_resamples)
 
     def combinations(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(dataset, format) pairs to evaluate, and the pairs skipped because the dataset lacks the format.
