@@ -30,6 +30,11 @@ class ModelIdentity:
     base_model: str  # hub id or local path of the pre-trained model family
     checkpoint: str  # checkpoint label: "1000", "main", a revision, or a local dir name
     checkpoint_step: int | None = None  # pre-training step (for curves); None when unknown (e.g. "main")
+    # Billions of tokens the checkpoint was pre-trained on, where its family says (the revision's name, or a
+    # fixed batch): the curves' axis two families share. Not in key(): it describes the checkpoint, which
+    # base_model and checkpoint already name.
+    checkpoint_tokens: float | None = field(default=None, metadata={
+        "description": "Billions of pre-training tokens seen by the checkpoint recorded (for curves)."})
     train_dataset: str | None = None  # fine-tuned models only
     train_format: str | None = None
     lr: float | None = None

@@ -22,6 +22,7 @@ from ptft.core.wandb_settings import WandbSettings
 from ptft.grid.ledger import GridState, eval_model_key
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Plan
+from ptft.tasks.declared import TaskDeclaration, register_declared
 from ray_jobs.wandb_runs import finish_run, init_run, run_id
 
 
@@ -37,6 +38,7 @@ class EvalRun:
     out_dir: str
     data_source: str
     wandb: WandbSettings | None
+    tasks: tuple[TaskDeclaration, ...] = ()  # the spec's declared tasks: the worker registers them first
     harness: HarnessConfig | None = None  # lm-eval tasks run on this model too (evals/harness.py)
 
 
@@ -54,36 +56,37 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
     jobs_by_key: dict[str, list[EvalJob]] = {}
     models: dict[str, tuple[ModelRef, str]] = {}
     trials = {t.trial_id: t for t in plan.trials}
-    checkpoints = {ref.label: ref for ref in spec.model.checkpoint_refs()}
+    checkpoints = {(spec.model_name_of(m), ref.label): (m, ref)
+                   for m in spec.model_specs() for ref in m.checkpoint_refs()}
     for planned in plan.eval_jobs:
         if state.evals[planned.job_id] != "ready":
             continue
         key = eval_model_key(planned, state.winners)
         assert key is not None
         if key not in models:
-            ref = checkpoints[planned.checkpoint]
+            base, ref = checkpoints[(planned.model_name, planned.checkpoint)]
+            path, revision = base.resolve(resolver, ref, spec.base_dir)
+            # tokens seen by the base checkpoint: the x axis two families share (docs/families.md)
+            pretrained = dict(base_model=base.family, checkpoint=ref.label, checkpoint_step=ref.step,
+                              checkpoint_tokens=base.tokens_seen(resolver, ref, revision))
             if planned.model_kind == "base":
-                path, revision = resolver.resolve(spec.model.id, ref, spec.base_dir)
-                model = ModelRef.of(path, revision, base_model=spec.model.family, checkpoint=ref.label,
-                                    checkpoint_step=ref.step)
+                model = ModelRef.of(path, revision, **pretrained)
                 models[key] = (model, "base")
             else:
                 trial = trials[planned.trial_id or state.winners[planned.cell_id or ""]]
                 output = layout.trial(trial.trial_id)
-                identity = dict(model_kind="finetuned", base_model=spec.model.family, checkpoint=ref.label,
-                                checkpoint_step=ref.step, train_dataset=trial.train_dataset,
+                identity = dict(model_kind="finetuned", **pretrained, train_dataset=trial.train_dataset,
                                 train_format=trial.train_format, lr=trial.lr, trial_id=trial.trial_id,
                                 epochs=trial.epochs, method=trial.method.label)
                 if trial.method.mergeable:  # full, or LoRA merged: a plain model folder
                     model = ModelRef.of(output.model, **identity)
                 else:  # prompt methods: the base checkpoint with the trial's adapter
-                    path, revision = resolver.resolve(spec.model.id, ref, spec.base_dir)
                     model = ModelRef.of(path, revision, adapter=output.adapter, **identity)
                 models[key] = (model, trial.cell_id)
         jobs_by_key.setdefault(key, []).append(planned.job)
     config, data_source = spec.eval.eval_config(), spec.data_source()
     return [EvalRun(key, model, tuple(jobs_by_key[key]), group, config, layout.evals(key).root, data_source,
-                    wandb_settings, harness=spec.eval.harness_config()) for key, (model, group) in models.items()]
+                    wandb_settings, spec.tasks, harness=spec.eval.harness_config()) for key, (model, group) in models.items()]
 
 
 def evaluate_one_model(run: EvalRun) -> EvalSummary:
@@ -94,6 +97,8 @@ def evaluate_one_model(run: EvalRun) -> EvalSummary:
     from ray_jobs.train_trials import quiet_worker
 
     quiet_worker()
+    for declaration in run.tasks:  # a Ray worker never read the spec: its declared tasks come with the run
+        register_declared(declaration)
     start = time.perf_counter()
     # The harness goes first: the ledger knows a model is done from ptft's records alone, so those are
     # written only once the harness's marker is; a rerun after a crash in between redoes what is missing.

@@ -122,8 +122,9 @@ def _log(message: str) -> None:
 
 def resolve_checkpoints(plan: Plan, resolver: RevisionResolver) -> None:
     """Resolve every checkpoint before any resource is asked for: a missing step fails here."""
-    for ref in plan.spec.model.checkpoint_refs():
-        resolver.resolve(plan.spec.model.id, ref, plan.spec.base_dir)
+    for model in plan.spec.model_specs():
+        for ref in model.checkpoint_refs():
+            model.resolve(resolver, ref, plan.spec.base_dir)
 
 
 def run_grid(plan: Plan, resolver: RevisionResolver | None = None, verbose: bool = False) -> GridReport:
@@ -137,7 +138,7 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None, verbose: bool
     """
     spec = plan.spec
     layout = GridLayout(spec.storage_root())
-    resolver = resolver or RevisionResolver()
+    resolver = resolver or RevisionResolver(families=spec.checkpoint_families())
     preflight(plan)  # checkpoint folders, a writable storage, every split the plan reads: before Ray
     resolve_checkpoints(plan, resolver)
     check_plan_version(layout)

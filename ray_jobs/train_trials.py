@@ -53,13 +53,14 @@ class TrialRun(BaseModel):
 
 
 def train_job(spec: ExperimentSpec, trial: Trial, layout: GridLayout, resolver: RevisionResolver) -> TrainJob:
-    """The `TrainJob` of one trial: the checkpoint resolved to something loadable."""
-    model, revision = resolver.resolve(spec.model.id, trial.checkpoint, spec.base_dir)
+    """The `TrainJob` of one trial: the checkpoint resolved to something loadable, in its model's family; the
+    spec's declared tasks go with it (the worker registers them: it never reads the spec)."""
+    model, revision = spec.model_named(trial.model_name).resolve(resolver, trial.checkpoint, spec.base_dir)
     return TrainJob(
         trial_id=trial.trial_id, cell_id=trial.cell_id, model=model, revision=revision,
         dataset=trial.train_dataset, fmt=trial.train_format, data_mode=trial.data_mode,
         data_source=spec.data_source(), lr=trial.lr, config=trial.config, method=trial.method,
-        output_dir=layout.trial(trial.trial_id).root,
+        output_dir=layout.trial(trial.trial_id).root, tasks=spec.tasks,
     )
 
 
@@ -68,7 +69,8 @@ def trial_run(plan: Plan, trial: Trial, layout: GridLayout, resolver: RevisionRe
     spec = plan.spec
     job = train_job(spec, trial, layout, resolver)
     wandb_config = {
-        "cell_id": trial.cell_id, "trial_id": trial.trial_id, "base_model": spec.model.family, "model": job.model,
+        "cell_id": trial.cell_id, "trial_id": trial.trial_id, "base_model": spec.model_named(trial.model_name).family,
+        "model": job.model,
         "revision": job.revision,
         "checkpoint": trial.checkpoint.label, "train_dataset": trial.train_dataset,
         "train_format": trial.train_format, "method": trial.method.label,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ptft.core import storage
 from ptft.core.layout import TrainOutput
+from ptft.tasks.declared import TaskDeclaration
 from trainers.config import TrainConfig
 from trainers.methods import FullMethod, Method
 
@@ -42,6 +43,8 @@ class TrainJob(BaseModel):
     checkpoint_dir: str | None = Field(
         None, description="Bare runs: local folder for DeepSpeed checkpoints (default <output_dir>/checkpoints).")
     resume: bool = Field(True, description="Bare runs: continue from checkpoint_dir when it holds a checkpoint.")
+    tasks: tuple[TaskDeclaration, ...] = Field(
+        (), description="Declared tasks (docs/tasks.md) the worker registers before building data.")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 from ptft.core.integrity import model_files
 from ptft.core.layout import TrainOutput
+from ptft.tasks.declared import register_declared
 from trainers.adapters import apply_method, parameter_counts, with_virtual_prefix
 from trainers.checkpointing import (
     code_version,
@@ -90,6 +91,8 @@ class TrainingData:
 
 def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult:
     """Run (or resume, or skip) one trial on this worker; every rank calls it with the same job."""
+    for declaration in job.tasks:  # a Ray worker never read the spec: its declared tasks come with the job
+        register_declared(declaration)
     done = read_completed(job.output_dir)
     if done is not None:
         return TrainResult(job.output_dir, done, skipped=True)

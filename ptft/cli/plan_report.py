@@ -11,10 +11,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ptft.cli.flags import SpecCommandLine
-from ptft.study.checkpoints import CheckpointResolutionError, RevisionResolver
+from ptft.study.checkpoints import CheckpointRef, CheckpointResolutionError, Family, RevisionResolver
 from ptft.study.estimate import GPU_PEAK_FLOPS, Estimate, estimate_plan
 from ptft.study.plan import Plan
 from ptft.study.preflight import PreflightError, check_methods, check_plan_data, check_storage, preflight
+from ptft.study.spec import qualified_label
 from ptft.tasks.errors import DataError
 
 GpuName = Literal[tuple(sorted(GPU_PEAK_FLOPS))]
@@ -57,9 +58,11 @@ def missing_checkpoint_folders(plan: Plan) -> list[str]:
     from ptft.study.checkpoints import local_path
 
     spec = plan.spec
-    return [f"model.checkpoints[{i}]: checkpoint folder {ref.path!r} does not exist ({path}); the grid "
+    fields = ["model"] if spec.models is None else [f"models[{i}]" for i in range(len(spec.models))]
+    return [f"{where}.checkpoints[{i}]: checkpoint folder {ref.path!r} does not exist ({path}); the grid "
             "will refuse to start until it does"
-            for i, ref in enumerate(spec.model.checkpoint_refs()) if ref.kind == "local"
+            for where, model in zip(fields, spec.model_specs(), strict=True)
+            for i, ref in enumerate(model.checkpoint_refs()) if ref.kind == "local"
             and not os.path.isdir(path := local_path(ref.path or "", spec.base_dir))]
 
 
@@ -95,11 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     estimate = estimate_plan(plan, gpu=options.gpu, mfu=options.mfu, peak_flops=options.peak_flops)
     revisions: dict[str, str] = {}
     if options.resolve or options.check:
-        resolver = RevisionResolver()
+        resolver = RevisionResolver(families=spec.checkpoint_families())
         try:
-            for ref in spec.model.checkpoint_refs():
-                path, rev = resolver.resolve(spec.model.id, ref, spec.base_dir)
-                revisions[ref.label] = rev or path
+            for model in spec.model_specs():
+                for ref in model.checkpoint_refs():
+                    path, rev = model.resolve(resolver, ref, spec.base_dir)
+                    revisions[qualified_label(spec.model_name_of(model), ref.label)] = rev or path
         except CheckpointResolutionError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
@@ -129,7 +133,7 @@ def plan_json(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None =
     return {
         "name": plan.spec.name,
         "storage": plan.spec.storage,
-        "cells": [c.to_json() | {"revision": (revisions or {}).get(c.checkpoint.label)} for c in plan.cells],
+        "cells": [c.to_json() | {"revision": (revisions or {}).get(c.checkpoint_label)} for c in plan.cells],
         "trials": [t.to_json() for t in plan.trials],
         "eval_jobs": [j.to_json() for j in plan.eval_jobs],
         "skipped_eval_pairs": [list(p) for p in plan.skipped_eval_pairs],
@@ -150,9 +154,11 @@ def print_plan(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None 
 
     console = Console(width=140)
     spec = plan.spec
-    checkpoints = spec.model.checkpoint_refs()
+    checkpoints = [ref for model in spec.model_specs() for ref in model.checkpoint_refs()]
     base_jobs = sum(1 for j in plan.eval_jobs if j.model_kind == "base")
-    console.print(f"[bold]{spec.name}[/bold]  model {spec.model.id}  storage {spec.storage}")
+    shown = (f"model {spec.model_named(None).id}" if spec.models is None
+             else "models " + ", ".join(m.family for m in spec.models))
+    console.print(f"[bold]{spec.name}[/bold]  {shown}  storage {spec.storage}")
     console.print(
         f"{len(checkpoints)} checkpoints x {len(spec.train.datasets)} training datasets -> "
         f"[bold]{len(plan.cells)} cells[/bold], [bold]{len(plan.trials)} trials[/bold], "
@@ -166,8 +172,9 @@ def print_plan(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None 
         cells.add_column(col)
     for cell in plan.cells:
         first = plan.trials_of(cell.cell_id)[0]
-        rev = (revisions or {}).get(cell.checkpoint.label) or _unresolved(cell.checkpoint)
-        cells.add_row(cell.cell_id, cell.checkpoint.label, rev, cell.train_dataset, cell.train_format,
+        rev = (revisions or {}).get(cell.checkpoint_label) or _unresolved(
+            spec.model_named(cell.model_name).checkpoint_naming(), cell.checkpoint)
+        cells.add_row(cell.cell_id, cell.checkpoint_label, rev, cell.train_dataset, cell.train_format,
                       str(cell.epochs), ", ".join(f"{lr:g}" for lr in cell.lrs),
                       _si(estimate.train_tokens_per_trial[first.trial_id]))
     console.print(cells)
@@ -213,12 +220,41 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def _unresolved(ref) -> str:
+def _unresolved(family: Family, ref: CheckpointRef) -> str:
     if ref.kind == "step":
-        return f"step{ref.step}-* (resolved at run time)"
+        return f"{_branch_shape(family, ref)} (resolved at run time)"
     if ref.kind == "local":
         return ref.path
     return ref.revision or ""
+
+
+def _branch_shape(family: Family, ref: CheckpointRef) -> str:
+    """The branch a step will resolve to, in the family's naming, with what only the hub knows as `*`
+    (OLMo's tokens): the family's example with its step (and stage, ingredient) replaced."""
+    if family.name == "steps":  # the generic rule: `step{N}` or `step{N}-anything`
+        return f"step{ref.step}-*"
+    stage = ref.stage if ref.stage is not None else family.default_stage
+    pattern = family.name.removeprefix("pattern:")
+    if pattern != family.name and "(?P<" not in pattern:  # a user's format string: fill it in
+        try:
+            return pattern.format(step=ref.step, stage=stage, ingredient=ref.ingredient, tokens="*")
+        except (ValueError, TypeError, KeyError):
+            pass
+    match = family.pattern.fullmatch(family.example)
+    if match is None:  # a user's regex: no example to fill in
+        return f"step {ref.step} ({family.name})"
+    fills = {"step": str(ref.step), "tokens": "*", "stage": str(stage) if stage is not None else "*",
+             "ingredient": str(ref.ingredient) if ref.ingredient is not None else "*"}
+    text, last = "", 0
+    spans = sorted((match.span(name), name) for name in family.pattern.groupindex if match.group(name) is not None)
+    for (start, end), name in spans:
+        text += family.example[last:start] + fills[name]
+        last = end
+    text += family.example[last:]
+    if ref.ingredient is not None and "ingredient" not in dict((n, s) for s, n in spans):
+        # the staged example names no ingredient; staged names put it after the stage (docs/families.md §2)
+        text = text.replace(f"stage{stage}-", f"stage{stage}-ingredient{ref.ingredient}-", 1)
+    return text
 
 
 if __name__ == "__main__":

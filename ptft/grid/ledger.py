@@ -13,6 +13,7 @@ from ptft.core import storage
 from ptft.core.integrity import record_problem, train_output_problem
 from ptft.core.layout import GridLayout, base_model_key, trial_model_key
 from ptft.study.plan import PLAN_VERSION, Plan, PlannedEval
+from ptft.study.spec import qualified_label
 
 
 @dataclass
@@ -37,7 +38,7 @@ class GridState:
 def eval_model_key(job: PlannedEval, winners: dict[str, str]) -> str | None:
     """The folder of the model a job evaluates; None while a winner is not chosen yet."""
     if job.model_kind == "base":
-        return base_model_key(job.checkpoint)
+        return base_model_key(qualified_label(job.model_name, job.checkpoint))
     if job.trial_id is not None:
         return trial_model_key(job.trial_id)
     winner = winners.get(job.cell_id or "")

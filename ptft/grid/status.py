@@ -34,7 +34,7 @@ def print_status(plan: Plan, state: GridState | None = None) -> GridState:
         trial_states = Counter(state.trials[t.trial_id] for t in plan.trials_of(cell.cell_id))
         winner = state.winners.get(cell.cell_id)
         evals = evals_by_cell.get(cell.cell_id, Counter())
-        table.add_row(cell.cell_id, cell.checkpoint.label, cell.train_dataset, cell.train_format,
+        table.add_row(cell.cell_id, cell.checkpoint_label, cell.train_dataset, cell.train_format,
                       ", ".join(f"{n} {s}" for s, n in sorted(trial_states.items())), state.cells[cell.cell_id],
                       f"{trials[winner].lr:g}" if winner else "-",
                       f"{evals.get('done', 0)}/{sum(evals.values())}")

@@ -244,7 +244,10 @@ def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: f
     from ptft import tasks
 
     spec = plan.spec
-    n = model_params(spec.model.id, spec.model.num_params, spec.base_dir)
+    models = {spec.model_name_of(m): m for m in spec.model_specs()}
+    params = {name: model_params(m.id, m.num_params, spec.base_dir) for name, m in models.items()}
+    # One count to report and to size hours by: unknown if any model's is; with several, the largest.
+    n = None if None in params.values() else max(p for p in params.values() if p is not None)
     peak = peak_flops or GPU_PEAK_FLOPS.get(gpu.lower())
     if peak is None:
         raise ValueError(f"unknown GPU {gpu!r}; known: {sorted(GPU_PEAK_FLOPS)} (or pass a peak in FLOP/s)")
@@ -264,32 +267,52 @@ def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: f
         per_trial[trial.trial_id] = tokens
         examples_per_trial[trial.trial_id] = tokens // max(1, min(task.tokens_per_example, spec.train.max_length))
     train_tokens = sum(per_trial.values())
-    config = _local_config(spec.model.id, spec.base_dir)
     precision_bytes = 2 if spec.resources.gpus_per_worker and spec.train.precision != "fp32" else 4
     methods: dict[str, MethodCost] = {}
     for label in dict.fromkeys(t.method.label for t in plan.trials):
-        trials = [t for t in plan.trials if t.method.label == label]
-        methods[label] = method_cost(trials[0].method, n, [per_trial[t.trial_id] for t in trials],
-                                     [examples_per_trial[t.trial_id] for t in trials], config, precision_bytes)
+        costs = []
+        for name, model in models.items():  # each model's trials at its own size
+            trials = [t for t in plan.trials if t.method.label == label and t.model_name == name]
+            if trials:
+                costs.append(method_cost(trials[0].method, params[name], [per_trial[t.trial_id] for t in trials],
+                                         [examples_per_trial[t.trial_id] for t in trials],
+                                         _local_config(model.id, spec.base_dir), precision_bytes))
+        methods[label] = _combined(costs)
 
     eval_tokens = 0
+    eval_flops = 0.0
     limit = spec.eval.limit
-    for job in (planned.job for planned in plan.eval_jobs):
+    for planned in plan.eval_jobs:
+        job = planned.job
         task = tasks.get_task(job.dataset)
         rows = _eval_rows(task, job.mode or spec.eval.mode, source)
         examples = min(rows, limit) if limit else rows
         context = min(task.tokens_per_example * (job.shots + 1), spec.eval.max_length)
         generated = spec.eval.max_new_tokens if task.task_type in GENERATION_TYPES else 0
         eval_tokens += examples * (context + generated)
+        eval_flops += 2.0 * (params[planned.model_name] or 0) * examples * (context + generated)
 
     train_flops = sum(cost.train_flops for cost in methods.values())
-    eval_flops = 2.0 * n * eval_tokens if n else 0.0
+    eval_flops = eval_flops if n else 0.0
     train_hours = train_flops / (mfu * peak) / 3600 if n else None
     eval_hours = eval_flops / (mfu * peak) / 3600 if n else None
     hours = train_hours + eval_hours if n else None
     wall = _wall_clock(plan, n, train_flops, eval_flops, train_hours, eval_hours) if n else None
     return Estimate(n, per_trial, train_tokens, eval_tokens, train_flops, eval_flops, gpu, peak, mfu, hours,
                     train_hours, eval_hours, wall, "hub" if source == "hub" else "local", methods)
+
+
+def _combined(costs: list[MethodCost]) -> MethodCost:
+    """One method's cost over the grid's models: work adds up; per-trial sizes are the largest model's."""
+    if len(costs) == 1:
+        return costs[0]
+
+    def largest(values: list[int | None]) -> int | None:
+        return None if None in values else max(v for v in values if v is not None)
+
+    return MethodCost(largest([c.trainable_params for c in costs]), sum(c.trials for c in costs),
+                      sum(c.train_tokens for c in costs), sum(c.train_flops for c in costs),
+                      largest([c.model_state_bytes for c in costs]))
 
 
 def _wall_clock(plan: Plan, n: int, train_flops: float, eval_flops: float, train_hours: float | None,

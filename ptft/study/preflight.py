@@ -25,6 +25,7 @@ import uuid
 
 from ptft.study.checkpoints import CheckpointResolutionError, check_local_checkpoints, hub_offline, local_path
 from ptft.study.plan import Plan
+from ptft.study.spec import ExperimentSpec, ModelSpec, qualified_label
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +42,20 @@ def preflight(plan: Plan, about_to_run: bool = True) -> None:
 
     `about_to_run=False` (`ptft plan`, `--dry-run`) leaves out what only the machine that runs the grid
     must have: with HF_HUB_OFFLINE=1, the hub revisions in its cache (planning stays offline)."""
+    register_tasks(plan)
     check_checkpoints(plan, about_to_run)
     check_methods(plan)
     check_storage(plan.spec.storage_root())
     check_plan_data(plan)
+
+
+def register_tasks(plan: Plan) -> None:
+    """The spec's declared tasks, registered in this process (idempotent): the data checks render them.
+    A spec read here already registered them; a plan that crossed a process boundary had not."""
+    from ptft.tasks import register_declared
+
+    for declaration in plan.spec.tasks:
+        register_declared(declaration)
 
 
 def check_checkpoints(plan: Plan, about_to_run: bool = True) -> None:
@@ -52,19 +63,30 @@ def check_checkpoints(plan: Plan, about_to_run: bool = True) -> None:
     one folder named twice (its trials would train twice under two names), and, with HF_HUB_OFFLINE=1,
     for a hub revision the local cache does not hold (the workers could not load it)."""
     spec = plan.spec
-    refs = spec.model.checkpoint_refs()
-    check_local_checkpoints(spec.model.id, refs, spec.base_dir)
     seen: dict[str, str] = {}
-    for i, ref in enumerate(refs):
-        if ref.kind == "local":
-            folder = os.path.realpath(local_path(ref.path or "", spec.base_dir))
-            if folder in seen:
-                raise CheckpointResolutionError(
-                    f"model.checkpoints[{i}]: {ref.label!r} is the folder {folder}, already checkpoint "
-                    f"{seen[folder]!r}; list each checkpoint once")
-            seen[folder] = ref.label
-    if about_to_run and hub_offline():
-        _check_offline_cache(spec.model.id, [r for r in refs if r.kind in ("main", "revision")])
+    for where, model in _model_fields(spec):
+        refs = model.checkpoint_refs()
+        try:
+            check_local_checkpoints(model.id, refs, spec.base_dir)
+        except CheckpointResolutionError as err:  # it names `model.`; in a spec of models:, say which
+            raise CheckpointResolutionError(str(err).replace("model.", f"{where}.", 1)) from None
+        for i, ref in enumerate(refs):
+            if ref.kind == "local":
+                folder = os.path.realpath(local_path(ref.path or "", spec.base_dir))
+                if folder in seen:
+                    raise CheckpointResolutionError(
+                        f"{where}.checkpoints[{i}]: {ref.label!r} is the folder {folder}, already checkpoint "
+                        f"{seen[folder]!r}; list each checkpoint once")
+                seen[folder] = qualified_label(spec.model_name_of(model), ref.label)
+        if about_to_run and hub_offline():
+            _check_offline_cache(model.id, [r for r in refs if r.kind in ("main", "revision")])
+
+
+def _model_fields(spec: ExperimentSpec) -> list[tuple[str, ModelSpec]]:
+    """Each model with the YAML field that declares it: `model`, or `models[i]`."""
+    if spec.models is None:
+        return [("model", spec.model_named(None))]
+    return [(f"models[{i}]", model) for i, model in enumerate(spec.models)]
 
 
 def check_methods(plan: Plan) -> None:
@@ -75,37 +97,38 @@ def check_methods(plan: Plan) -> None:
     loras = [(i, m.method) for i, m in enumerate(spec.train.methods) if m.method.name == "lora"]
     if not loras:
         return
-    model_config = _model_config(spec)
-    if model_config is None:
-        log.info("preflight: no local config for %s; LoRA target modules are checked by the workers", spec.model.id)
-        return
     from trainers.adapters import missing_target_modules
 
-    for i, method in loras:
-        try:
-            missing, linear = missing_target_modules(model_config, method)
-        except ValueError as err:
-            raise PreflightError(str(err).replace("train.methods[lora]", f"train.methods[{i}]")) from None
-        if missing:
-            raise PreflightError(
-                f"train.methods[{i}].target_modules: {missing} are not modules of {spec.model.id} "
-                f"({model_config.model_type}); its linear layers are {linear}, or use 'all-linear'")
+    for _, model in _model_fields(spec):
+        model_config = _model_config(model, spec.base_dir)
+        if model_config is None:
+            log.info("preflight: no local config for %s; LoRA target modules are checked by the workers", model.id)
+            continue
+        for i, method in loras:
+            try:
+                missing, linear = missing_target_modules(model_config, method)
+            except ValueError as err:
+                raise PreflightError(str(err).replace("train.methods[lora]", f"train.methods[{i}]")) from None
+            if missing:
+                raise PreflightError(
+                    f"train.methods[{i}].target_modules: {missing} are not modules of {model.id} "
+                    f"({model_config.model_type}); its linear layers are {linear}, or use 'all-linear'")
 
 
-def _model_config(spec):
+def _model_config(model: ModelSpec, base_dir: str):
     """The model's config from its first local checkpoint or the hub cache (None when neither has it)."""
     from transformers import AutoConfig
 
-    for ref in spec.model.checkpoint_refs():
+    for ref in model.checkpoint_refs():
         if ref.kind == "local":
-            folder = local_path(ref.path or "", spec.base_dir)
+            folder = local_path(ref.path or "", base_dir)
             if os.path.isfile(os.path.join(folder, "config.json")):
                 return AutoConfig.from_pretrained(folder)
-    if os.path.isdir(os.path.expanduser(spec.model.id)):
-        return AutoConfig.from_pretrained(os.path.expanduser(spec.model.id))
+    if os.path.isdir(os.path.expanduser(model.id)):
+        return AutoConfig.from_pretrained(os.path.expanduser(model.id))
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(spec.model.id, "config.json")
+    cached = try_to_load_from_cache(model.id, "config.json")
     return AutoConfig.from_pretrained(os.path.dirname(cached)) if isinstance(cached, str) else None
 
 

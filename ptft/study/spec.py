@@ -26,9 +26,18 @@ from pydantic import (
 
 from evals.config import EvalConfig
 from evals.harness import HarnessConfig, check_tasks, require_lm_eval
+from ptft.core.layout import base_model_key
 from ptft.core.yaml_files import YamlError, parse_yaml, read_yaml
-from ptft.study.checkpoints import CheckpointRef, parse_checkpoint
+from ptft.study.checkpoints import (
+    CheckpointRef,
+    Family,
+    RevisionResolver,
+    family_for,
+    parse_checkpoint,
+    pattern_family,
+)
 from ptft.study.spec_errors import SpecError, explain
+from ptft.tasks.declared import TaskDeclaration
 from trainers.config import TrainConfig
 from trainers.methods import FullMethod, Method
 
@@ -56,15 +65,40 @@ class ModelSpec(BaseModel):
     name: str | None = Field(None, min_length=1, description=(
         "The model family's name in results and reports (base_model); default: id. Give one when id is a "
         "local folder of one checkpoint, so rows of every checkpoint do not read as that one."))
+    # The family fields come before `checkpoints`: pydantic validates in this order, so the checkpoints'
+    # validator can check each stage and ingredient against the family (docs/families.md).
+    checkpoint_family: str | None = Field(None, description=(
+        "How the hub names its checkpoints: olmo, olmo2, olmo3, pythia, smollm2; default: detected from id "
+        "(docs/families.md)."))
+    revision_pattern: str | None = Field(None, description=(
+        "Any other naming: a format string with {step} ('ckpt_{step:03d}') or a regex with (?P<step>...)."))
+    tokens_per_step: int | None = Field(None, ge=1, description=(
+        "Tokens per pre-training step (a fixed batch): tokens seen = step x this, for curves."))
     checkpoints: list[Any] = Field(
         default_factory=lambda: ["main"],
         description="Steps (1000), 'main', explicit revisions, local dirs, or {path|revision|step, name}.",
     )
     num_params: int | None = Field(None, ge=1, description="Parameter count for the cost estimate.")
 
+    @field_validator("checkpoint_family")
+    @classmethod
+    def _known_family(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            family_for(info.data.get("id", ""), declared=value)  # ValueError: unknown, with what is known
+        return value
+
+    @field_validator("revision_pattern")
+    @classmethod
+    def _pattern(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            if info.data.get("checkpoint_family") is not None:
+                raise ValueError("give either checkpoint_family or revision_pattern, not both")
+            pattern_family(value)
+        return value
+
     @field_validator("checkpoints")
     @classmethod
-    def _checkpoints(cls, value: list[Any]) -> list[Any]:
+    def _checkpoints(cls, value: list[Any], info: ValidationInfo) -> list[Any]:
         if not value:
             raise ValueError("needs at least one checkpoint")
         refs = []
@@ -77,6 +111,15 @@ class ModelSpec(BaseModel):
         dupes = sorted({label for label in labels if labels.count(label) > 1})
         if dupes:
             raise ValueError(f"duplicate checkpoints {dupes}")
+        family_fields = ("id", "checkpoint_family", "revision_pattern", "tokens_per_step")
+        if all(key in info.data for key in family_fields):  # a bad family field is reported on its own
+            family = family_for(info.data["id"], info.data["checkpoint_family"], info.data["revision_pattern"],
+                                info.data["tokens_per_step"])
+            for i, ref in enumerate(refs):
+                try:
+                    family.check_stage(ref.stage, ref.ingredient)
+                except ValueError as err:
+                    raise ValueError(f"[{i}]: {err}") from None
         return value
 
     @property
@@ -86,6 +129,24 @@ class ModelSpec(BaseModel):
 
     def checkpoint_refs(self) -> list[CheckpointRef]:
         return [parse_checkpoint(item) for item in self.checkpoints]
+
+    def checkpoint_naming(self) -> Family:
+        """How this model's hub names its checkpoints (the declared family, a pattern, or detected)."""
+        return family_for(self.id, self.checkpoint_family, self.revision_pattern, self.tokens_per_step)
+
+    def resolve(self, resolver: RevisionResolver, ref: CheckpointRef, base_dir: str) -> tuple[str, str | None]:
+        """(path_or_id, revision) of one of this model's checkpoints, in its own family's naming."""
+        return resolver.resolve(self.id, ref, base_dir, family=self.checkpoint_naming())
+
+    def tokens_seen(self, resolver: RevisionResolver, ref: CheckpointRef, revision: str | None) -> float | None:
+        """Billions of tokens seen at `ref` where the family says (its revision's name, or a fixed batch)."""
+        return resolver.tokens_seen(self.id, ref, revision, family=self.checkpoint_naming())
+
+
+def qualified_label(model_name: str | None, label: str) -> str:
+    """A checkpoint's label made unique across the spec's models: in a spec of one `model:` the label alone
+    (today's folder names), in `models:` prefixed with the model's name (two models may share a label)."""
+    return label if model_name is None else f"{model_name}-{label}"
 
 
 # ------------------------------------------------------------------------------- learning rates
@@ -322,7 +383,6 @@ class EvalSpec(EvalConfig):
     shots: list[int] = Field(default_factory=lambda: [4], min_length=1)
     models: Literal["winners", "all"] = Field("winners", description="Evaluate each cell's best lr, or every trial.")
     base: bool = Field(True, description="Evaluate every base checkpoint (once per grid).")
-
     # lm-evaluation-harness tasks run on every evaluated model beside the datasets above (docs/harness.md).
     # The include path comes first: the task names are checked against it (validation runs in field order).
     harness_include_path: str | None = Field(None, description=(
@@ -526,7 +586,12 @@ class ExperimentSpec(BaseModel):
     model_config = _STRICT
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
-    model: ModelSpec
+    model: ModelSpec | None = Field(None, description="The pre-trained model and its checkpoints (or `models:`).")
+    models: list[ModelSpec] | None = Field(None, min_length=1, description=(
+        "Several pre-trained models, each with its checkpoints: the grid compares them (names must differ)."))
+    # Declared tasks (docs/tasks.md): parse_spec reads the `tasks:` list (files and inline declarations)
+    # and registers them before the datasets are validated; the objects travel to the workers with the jobs.
+    tasks: tuple[TaskDeclaration, ...] = ()
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec
     eval: EvalSpec
@@ -545,6 +610,60 @@ class ExperimentSpec(BaseModel):
         if not value.strip():
             raise ValueError("is empty")
         return value
+
+    @field_validator("models")
+    @classmethod
+    def _distinct_models(cls, value: list[ModelSpec] | None, info: ValidationInfo) -> list[ModelSpec] | None:
+        if value is None:
+            return value
+        if info.data.get("model") is not None:
+            raise ValueError("give either model (one) or models (a list), not both")
+        names: dict[str, int] = {}
+        checkpoints: dict[tuple[str, str], tuple[int, str]] = {}
+        folders: dict[str, tuple[int, str]] = {}
+        for i, model in enumerate(value):
+            if model.family in names:  # results tell models apart by name (base_model)
+                raise ValueError(f"[{i}]: name {model.family!r} is already models[{names[model.family]}]'s; "
+                                 "give each model its own name")
+            names[model.family] = i
+            for j, ref in enumerate(model.checkpoint_refs()):
+                same = checkpoints.get((model.id, repr(sorted(ref.identity().items()))))
+                if same is not None:  # same weights: their cells and eval jobs would share ids
+                    raise ValueError(f"[{i}].checkpoints[{j}]: {ref.label!r} of {model.id!r} is already "
+                                     f"models[{same[0]}]'s checkpoint {same[1]!r}; list each checkpoint once")
+                checkpoints[(model.id, repr(sorted(ref.identity().items())))] = (i, ref.label)
+                folder = base_model_key(qualified_label(model.family, ref.label))
+                if folder in folders:
+                    raise ValueError(f"[{i}].checkpoints[{j}]: its eval folder {folder!r} is also models"
+                                     f"[{folders[folder][0]}]'s checkpoint {folders[folder][1]!r}; rename one")
+                folders[folder] = (i, ref.label)
+        return value
+
+    @model_validator(mode="after")
+    def _a_model(self) -> ExperimentSpec:
+        if self.model is None and self.models is None:
+            raise ValueError("model: required field is missing (or give models: a list)")
+        return self
+
+    def model_specs(self) -> list[ModelSpec]:
+        """The pre-trained models of the grid, in the spec's order (one for a spec of `model:`)."""
+        return list(self.models) if self.models is not None else [self.model]  # type: ignore[list-item]
+
+    def model_name_of(self, model: ModelSpec) -> str | None:
+        """How the plan names `model`: None in a spec of one `model:` (its ids, names and folders are
+        today's), else its name, which qualifies its cells' labels and base folders."""
+        return None if self.models is None else model.family
+
+    def model_named(self, model_name: str | None) -> ModelSpec:
+        """The model a plan entry names (`model_name` None: the spec's one `model:`)."""
+        if model_name is None:
+            assert self.model is not None, "a plan of models: names each entry's model"
+            return self.model
+        return next(m for m in self.models or [] if m.family == model_name)
+
+    def checkpoint_families(self) -> dict[str, Family]:
+        """Model id -> its checkpoint naming, for `RevisionResolver(families=...)`."""
+        return {m.id: m.checkpoint_naming() for m in self.model_specs()}
 
     def storage_root(self) -> str:
         if "://" in self.storage:
@@ -591,10 +710,36 @@ def load_spec_or_report(path: str, overrides: list[str] | None = None) -> Experi
 def parse_spec(raw: dict[str, Any], base_dir: str = ".", source: str | None = None) -> ExperimentSpec:
     if "base_dir" in raw:
         raise SpecError(["base_dir: unknown key (it is set from the file's location)"], source=source)
+    if "model" not in raw and "models" not in raw:
+        raise SpecError(["model: required field is missing (or give models: a list of models)"], source=source)
+    declarations = _declared_tasks(raw.get("tasks"), base_dir, source)
     try:
-        return ExperimentSpec.model_validate({**raw, "base_dir": base_dir})
+        return ExperimentSpec.model_validate({**raw, "tasks": declarations, "base_dir": base_dir})
     except ValidationError as err:
         raise SpecError(explain(err, ExperimentSpec, hidden={"base_dir"}), source=source) from None
+
+
+def _declared_tasks(value: Any, base_dir: str, source: str | None) -> tuple[TaskDeclaration, ...]:
+    """The spec's `tasks:` (task files and inline declarations), registered in this process now: the
+    datasets sections name them, and are validated against the registry."""
+    from ptft import tasks
+
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        if isinstance(value, list) and all(isinstance(item, TaskDeclaration) or (
+                isinstance(item, dict) and "declared_in" in item) for item in value):
+            # a dumped spec read back (model_dump): its declarations are already read and resolved
+            declarations = tuple(TaskDeclaration.model_validate(item) for item in value)
+        else:
+            declarations = tasks.declarations_from_spec_value(value, base_dir=base_dir, path=source, key="tasks")
+        for declaration in declarations:
+            tasks.register_declared(declaration)
+    except tasks.TaskDeclarationError as err:
+        raise SpecError(str(err).splitlines()) from None
+    except tasks.DeclarationConflict as err:
+        raise SpecError([f"tasks: {err}"], source=source) from None
+    return declarations
 
 
 _INDEXED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")
