@@ -165,7 +165,8 @@ def heatmap(panels: Sequence[HeatmapPanel], title: str, cbar_label: str = "Δ"):
     """
     n_rows = max(len(p.matrix.index) for p in panels)
     widths = [max(len(p.matrix.columns), 1) for p in panels]
-    fig, axes = new_figure(1, len(panels), width=max(5.5, 0.62 * sum(widths) + 2.6 + 1.3 * len(panels)),
+    title_width = 0.085 * max(len(line) for line in title.split("\n"))  # inches: a title is never clipped
+    fig, axes = new_figure(1, len(panels), width=max(5.5, title_width, 0.62 * sum(widths) + 2.6 + 1.3 * len(panels)),
                            height=max(2.6, 0.42 * n_rows + 2.0), gridspec_kw={"width_ratios": widths})
     for index, (ax, panel) in enumerate(zip(axes[0], panels, strict=True)):
         values = panel.matrix.to_numpy(dtype=float)

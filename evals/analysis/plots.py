@@ -103,7 +103,7 @@ def transfer_mean_figures(analysis: Analysis) -> dict[str, bytes]:
     with kit.styled():
         for name, label, sub in slices(analysis.transfer_mean, analysis):
             fig = kit.heatmap(_panels(sub, "delta_mean"),
-                              f"Δ = fine-tuned − base, mean over checkpoints ({label}); {OUTLINE_NOTE}")
+                              f"Δ = fine-tuned − base, mean over checkpoints ({label})\n{OUTLINE_NOTE}")
             figures.update(kit.save(fig, f"transfer_mean_{name}"))
     return figures
 
@@ -117,7 +117,7 @@ def transfer_checkpoint_figures(analysis: Analysis) -> dict[str, bytes]:
                            key=lambda c: (formatting.step_order(c[1]), str(c[0])))
             for checkpoint, _step in order:
                 rows = sub[sub["checkpoint"] == checkpoint]
-                fig = kit.heatmap(_panels(rows, "delta"), f"Δ at checkpoint {checkpoint} ({label}); {OUTLINE_NOTE}")
+                fig = kit.heatmap(_panels(rows, "delta"), f"Δ at checkpoint {checkpoint} ({label})\n{OUTLINE_NOTE}")
                 figures.update(kit.save(fig, f"transfer_{name}_ckpt{slug(checkpoint)}"))
     return figures
 
@@ -128,7 +128,7 @@ def forgetting_figures(analysis: Analysis) -> dict[str, bytes]:
     with kit.styled():
         for name, label, sub in slices(analysis.forgetting, analysis):
             fig = kit.heatmap(_panels(sub, "forgetting", flag="flagged"),
-                              f"forgetting min(0, Δ), mean over checkpoints ({label}); "
+                              f"forgetting min(0, Δ), mean over checkpoints ({label})\n"
                               "* flagged: base at chance or label artifact", cbar_label="min(0, Δ)")
             figures.update(kit.save(fig, f"forgetting_{name}"))
     return figures
@@ -296,8 +296,8 @@ def method_figure(rows: pd.DataFrame, label: str):
         ax.set_title(f"{train_dataset} ({train_format})")
         ax.set_xlabel("off-task forgetting: −mean min(0, Δ)")
         ax.set_ylabel("in-domain gain Δ")
-    fig.suptitle(f"learning vs forgetting per method, points labelled by checkpoint step ({label}); "
-                 "bars: 95% CI of the gain")
+    fig.suptitle(f"learning vs forgetting per method ({label})\n"
+                 "points: checkpoints in step order; bars: 95% CI of the gain")
     _legend(fig, list(axes.flat))
     return fig
 
@@ -311,10 +311,13 @@ def _method_panel(ax, rows: pd.DataFrame, colors: dict[str, str]) -> None:
         err = [y - points["in_domain_ci_low"].astype(float), points["in_domain_ci_high"].astype(float) - y]
         text = f"{method} ({_lr_text(lr)})" if multi_lr else str(method)
         ax.errorbar(x, y, yerr=err, fmt="-o", markersize=4, capsize=2, color=colors[method], label=text)
+        at: dict[tuple[float, float], list[str]] = {}  # checkpoints on one spot share one label
         for xi, yi, step in zip(x, y, points["checkpoint_step"], strict=True):
             if math.isfinite(xi) and math.isfinite(yi):
-                ax.annotate(formatting.step_text(step), (xi, yi), textcoords="offset points", xytext=(4, 4),
-                            fontsize=kit.MIN_FONT_PT, color=colors[method])
+                at.setdefault((round(xi, 4), round(yi, 4)), []).append(formatting.step_text(step))
+        for (xi, yi), steps in at.items():
+            ax.annotate(", ".join(steps), (xi, yi), textcoords="offset points", xytext=(4, 4),
+                        fontsize=kit.MIN_FONT_PT, color=colors[method])
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.axvline(0, color="grey", linewidth=0.8)
 

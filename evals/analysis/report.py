@@ -25,9 +25,10 @@ body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em 1.5em;max-width:
  overflow-wrap:anywhere}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em;margin-top:1.6em}
 p,li{max-width:110ch}
-.table-wrap{max-width:100%;overflow:auto;max-height:34em;border:1px solid #e3e3e3;margin:0.4em 0}
+.table-wrap{width:fit-content;max-width:100%;overflow:auto;max-height:34em;border:1px solid #e3e3e3;margin:0.4em 0}
 table{border-collapse:collapse;font-size:12px}
 td,th{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap;overflow-wrap:normal}
+td:not([data-v]){text-align:left}
 th{background:#f3f3f3;position:sticky;top:0;cursor:pointer;user-select:none}
 th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
 caption{text-align:left;font-weight:600;padding:0.2em 0}
