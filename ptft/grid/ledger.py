@@ -105,7 +105,29 @@ def read_state(plan: Plan, layout: GridLayout, verified: set[str] | None = None)
             state.evals[job.job_id] = "waiting"  # its model is not (or no longer) trained
         else:
             state.evals[job.job_id] = "ready"
+    _harness_pending(plan, layout, state)
     return state
+
+
+def _harness_pending(plan: Plan, layout: GridLayout, state: GridState) -> None:
+    """With `eval.harness_tasks`, a model is done only when its lm-eval marker is there too: its jobs go
+    back to ready (their ptft records are cached; only the harness runs), so adding harness tasks to a
+    finished grid evaluates them."""
+    config = plan.spec.eval.harness_config()
+    if config is None:
+        return
+    from evals.harness import run_name
+
+    name = run_name(config)
+    missing: dict[str, bool] = {}
+    for job in plan.eval_jobs:
+        if state.evals[job.job_id] != "done":
+            continue
+        key = eval_model_key(job, state.winners)
+        if key not in missing:
+            missing[key] = not storage.exists(layout.evals(key).harness(name))
+        if missing[key]:
+            state.evals[job.job_id] = "ready"
 
 
 def _parses(path: str, state: GridState) -> bool:

@@ -285,3 +285,42 @@ def test_spec_harness_fields(include_path):
         parse_spec(_smoke(harness_tasks=["hellaswag"], harness_shots=-1), base_dir=base_dir)
     with pytest.raises(SpecError, match=r"eval\.harness_include_path: 'no/such/tasks' is not a folder"):
         parse_spec(_smoke(harness_tasks=[TASK], harness_include_path="no/such/tasks"), base_dir=base_dir)
+
+
+def test_the_ledger_counts_a_model_done_only_with_its_harness_marker(include_path, tmp_path):
+    """Harness tasks added to a grid whose ptft records are all there: its models are evaluated again
+    (ptft's jobs come from the cache, the harness runs), until the harness marker is written."""
+    import json
+
+    from evals.harness import run_name
+    from ptft.core import storage
+    from ptft.core.layout import GridLayout
+    from ptft.grid.ledger import read_state
+    from ptft.study.plan import build_plan
+    from ptft.study.spec import parse_spec
+    from tests.ray_jobs.conftest import write_spec
+
+    for step in ("step100", "step400"):
+        (tmp_path / "ck" / step).mkdir(parents=True)
+    raw = yaml.safe_load(write_spec(tmp_path, tmp_path / "ck", name="h").read_text())
+
+    def state(**eval_fields):
+        spec_raw = dict(raw, eval={**raw["eval"], **eval_fields})
+        plan = build_plan(parse_spec(spec_raw))
+        return plan, read_state(plan, GridLayout(plan.spec.storage_root()))
+
+    plan, before = state()
+    layout = GridLayout(plan.spec.storage_root())
+    base_jobs = [j for j in plan.eval_jobs if j.model_kind == "base"]
+    for job in base_jobs:
+        storage.atomic_write_text(layout.evals(f"base-{job.checkpoint}").record(job.job_id),
+                                  json.dumps({"job_id": job.job_id, "value": 0.5, "metric": "accuracy"}))
+    _, done = state()
+    assert all(done.evals[j.job_id] == "done" for j in base_jobs)
+    harness_plan, pending = state(harness_tasks=[TASK], harness_include_path=include_path)
+    assert all(pending.evals[j.job_id] == "ready" for j in base_jobs)
+    name = run_name(harness_plan.spec.eval.harness_config())
+    storage.atomic_write_json(layout.evals(f"base-{base_jobs[0].checkpoint}").harness(name), {"records": []})
+    _, partly = state(harness_tasks=[TASK], harness_include_path=include_path)
+    assert partly.evals[base_jobs[0].job_id] == "done"
+    assert all(partly.evals[j.job_id] == "ready" for j in base_jobs if j.checkpoint != base_jobs[0].checkpoint)
