@@ -53,6 +53,15 @@ def _excludes_zero(low: object, high: object) -> bool:
     return not (fmt.missing(low) or fmt.missing(high)) and (float(low) > 0 or float(high) < 0)  # type: ignore[arg-type]
 
 
+def ci_note(lows: pd.Series, highs: pd.Series, what: str) -> str:
+    """How many of these CIs exclude 0, counting only cells that have one (a source may give no error)."""
+    pairs = [(lo, hi) for lo, hi in zip(lows, highs, strict=True) if not (fmt.missing(lo) or fmt.missing(hi))]
+    if not pairs:
+        return "no CI: the source gives no standard error"
+    text = f"the CI excludes 0 for {sum(_excludes_zero(lo, hi) for lo, hi in pairs)} of {len(pairs)} {what}"
+    return text + (f" ({len(lows) - len(pairs)} without a CI)" if len(pairs) < len(lows) else "")
+
+
 def identity_columns(frame: pd.DataFrame) -> list[ht.Column]:
     """The training configuration's columns: dataset and format, plus method, lr, source where they vary."""
     columns = [ht.text("train_dataset", "trained on"), ht.text("train_format", "train format")]
@@ -79,24 +88,22 @@ def in_domain_gain(analysis: Analysis) -> str:
         first = rows.iloc[0].to_dict()
         steps = "; ".join(
             f"{r['checkpoint']}: {fmt.value_text(r['in_domain_base'])} → {fmt.value_text(r['in_domain_finetuned'])} "
-            f"({fmt.delta_text(r['in_domain_gain'])} {fmt.ci_text(r['in_domain_ci_low'], r['in_domain_ci_high'])})"
+            f"({_with_ci(r['in_domain_gain'], r['in_domain_ci_low'], r['in_domain_ci_high'])})"
             for r in rows.to_dict("records"))
-        sure = sum(_excludes_zero(lo, hi) for lo, hi in zip(rows["in_domain_ci_low"], rows["in_domain_ci_high"],
-                                                               strict=True))
         text = (f"<b>{html.escape(_config_label(first, *flags))}</b> on {html.escape(first['in_domain_evals'])}: "
                 f"{html.escape(steps)}.")
         if len(rows) > 1:
             text += " " + _extremes(rows, "in_domain_gain", "gain")
-        text += f" The CI excludes 0 at {sure} of {len(rows)} checkpoint{'s' if len(rows) > 1 else ''}."
+        note = ci_note(rows["in_domain_ci_low"], rows["in_domain_ci_high"], "checkpoints")
+        text += f" {note[0].upper()}{note[1:]}."
         sentences.append(f"<li>{text}</li>")
     columns = [*identity_columns(table), ht.checkpoint(), ht.text("in_domain_evals", "own eval sets"),
-               ht.value("in_domain_base", "base", metric_field="_none"),
-               ht.value("in_domain_finetuned", "fine-tuned", metric_field="_none"),
+               ht.value("in_domain_base", "base", metric_field=None),
+               ht.value("in_domain_finetuned", "fine-tuned", metric_field=None),
                ht.delta("in_domain_gain", "gain"), ht.ci("in_domain_ci_low", "in_domain_ci_high")]
-    shown = table.assign(_none=None)
     return ("<p>Gain = fine-tuned − base on the training set's own eval sets in its training format "
             "(mean over them where there are several), with its 95% CI.</p>"
-            f"<ul>{''.join(sentences)}</ul>" + ht.render_table(shown, columns, table_id="t-in-domain"))
+            f"<ul>{''.join(sentences)}</ul>" + ht.render_table(table, columns, table_id="t-in-domain"))
 
 
 def _extremes(rows: pd.DataFrame, column: str, what: str) -> str:
@@ -120,7 +127,12 @@ def _cell_sentence(row: dict, frame: pd.DataFrame) -> str:
     who = row["train_dataset"] + (f" ({row['method']})" if multi(frame, "method") else "")
     return (f"{who} → {row['eval_dataset']} [{row['eval_format']}] at {row['checkpoint']}: "
             f"{fmt.value_text(row['base'], row['metric'])} → {fmt.value_text(row['finetuned'], row['metric'])} "
-            f"({fmt.delta_text(row['delta'])} {fmt.ci_text(row['delta_ci_low'], row['delta_ci_high'])})")
+            f"({_with_ci(row['delta'], row['delta_ci_low'], row['delta_ci_high'])})")
+
+
+def _with_ci(delta: object, low: object, high: object) -> str:
+    """+0.200 [+0.187, +0.213], or just +0.200 where there is no CI."""
+    return " ".join(part for part in (fmt.delta_text(delta), fmt.ci_text(low, high)) if part)
 
 
 def transfers_and_forgetting(analysis: Analysis) -> str:
@@ -135,17 +147,16 @@ def transfers_and_forgetting(analysis: Analysis) -> str:
     n_flagged = int(cells["flagged"].astype(bool).sum())
     parts = []
     if len(gains):
-        sure = sum(_excludes_zero(lo, hi) for lo, hi in zip(gains["delta_ci_low"], gains["delta_ci_high"], strict=True))
-        parts.append(f"<p><b>Largest transfers</b> (off-task Δ &gt; 0; the CI excludes 0 for {sure} of these "
-                     f"{len(gains)}): {html.escape(_cell_sentence(gains.iloc[0].to_dict(), cells))}.</p>"
+        note = ci_note(gains["delta_ci_low"], gains["delta_ci_high"], "cells")
+        parts.append(f"<p><b>Largest transfers</b> (off-task Δ &gt; 0; {note}): "
+                     f"{html.escape(_cell_sentence(gains.iloc[0].to_dict(), cells))}.</p>"
                      + ht.render_table(gains, _cell_columns(gains), table_id="t-transfers", filterable=False))
     else:
         parts.append("<p><b>No off-task cell gained</b> from fine-tuning.</p>")
     if len(losses):
-        sure = sum(_excludes_zero(lo, hi) for lo, hi in zip(losses["delta_ci_low"], losses["delta_ci_high"],
-                                                            strict=True))
+        note = ci_note(losses["delta_ci_low"], losses["delta_ci_high"], "cells")
         parts.append(f"<p><b>Largest forgetting</b> (off-task Δ &lt; 0, {n_flagged} flagged cells left out: base at "
-                     f"chance or label artifact; the CI excludes 0 for {sure} of these {len(losses)}): "
+                     f"chance or label artifact; {note}): "
                      f"{html.escape(_cell_sentence(losses.iloc[0].to_dict(), cells))}.</p>"
                      + ht.render_table(losses, _cell_columns(losses), table_id="t-forgetting", filterable=False))
     else:

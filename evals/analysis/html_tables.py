@@ -37,10 +37,10 @@ def text(field: str, heading: str | None = None, title: str = "") -> Column:
     return Column(heading or field, lambda r: ("" if formatting.missing(r[field]) else str(r[field]), None), title)
 
 
-def value(field: str, heading: str | None = None, title: str = "", metric_field: str = "metric") -> Column:
-    """A metric's value, formatted by the row's metric."""
-    return Column(heading or field, lambda r: (formatting.value_text(r[field], r.get(metric_field)),
-                                               _number(r[field])), title)
+def value(field: str, heading: str | None = None, title: str = "", metric_field: str | None = "metric") -> Column:
+    """A metric's value, formatted by the row's metric (`metric_field` None: a fraction, 0.xxx)."""
+    return Column(heading or field, lambda r: (
+        formatting.value_text(r[field], r.get(metric_field) if metric_field else None), _number(r[field])), title)
 
 
 def delta(field: str, heading: str | None = None, title: str = "") -> Column:

@@ -48,3 +48,17 @@ def test_a_table_orders_checkpoints_by_step_and_sorts_by_raw_values():
     assert '<div class="table-wrap">' in html and 'class="filter"' not in html  # short: no filter box
     long = ht.render_table(pd.concat([frame] * 5), [ht.checkpoint()], table_id="long", max_rows=18)
     assert 'class="filter"' in long and "First 18 of 20 rows" in long
+
+
+def test_findings_count_only_the_cis_that_exist():
+    from evals.analysis import findings
+
+    records = [rec("base", "100", "mnli_matched", 0.40, std=None), rec("base", "100", "paws", 0.80, std=None),
+               rec("finetuned", "100", "mnli_matched", 0.70, train="mnli", lr=1e-5, std=None),
+               rec("finetuned", "100", "paws", 0.60, train="mnli", lr=1e-5, std=None)]
+    analysis = analyze(records)
+    gain = findings.in_domain_gain(analysis)
+    assert "0.400 → 0.700 (+0.300)" in gain and "No CI: the source gives no standard error." in gain
+    lost = findings.transfers_and_forgetting(analysis)
+    assert "no CI: the source gives no standard error" in lost and "(-0.200)" in lost
+    assert "excludes 0" not in gain + lost
