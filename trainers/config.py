@@ -38,6 +38,9 @@ class TrainConfig(BaseModel):
     adam_betas: tuple[float, float] = defines((0.9, 0.999), description="AdamW betas (torch defaults).")
     adam_eps: float = defines(1e-8, gt=0.0, description="AdamW epsilon (torch default).")
     gradient_checkpointing: bool = setting(False, description="Recompute activations in backward to save memory.")
+    zero3_persistence_threshold: int | None = setting(
+        None, ge=0, description="ZeRO-3: parameters with fewer elements stay whole on every rank (DeepSpeed's "
+        "stage3_param_persistence_threshold); null: DeepSpeed's default (100000).")
     attn_implementation: Literal["sdpa", "eager", "flex_attention", "flash_attention_2"] | None = setting(
         None, description="Attention kernels (transformers' attn_implementation); null: the model's default (sdpa). "
         "Kernels agree to float tolerance, so this is a setting.")

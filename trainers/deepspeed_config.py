@@ -47,6 +47,8 @@ def deepspeed_config(cfg: TrainConfig, *, lr: float, world_size: int, on_gpu: bo
     zero: dict[str, Any] = {"stage": cfg.zero_stage}
     if cfg.zero_stage == 3:
         zero.update(_STAGE3)
+        if cfg.zero3_persistence_threshold is not None:
+            zero["stage3_param_persistence_threshold"] = cfg.zero3_persistence_threshold
     config: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": cfg.batch_size,
         "gradient_accumulation_steps": cfg.grad_accum,

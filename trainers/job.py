@@ -20,6 +20,7 @@ from ptft.core.layout import TrainOutput
 from ptft.tasks.declared import TaskDeclaration
 from trainers.config import TrainConfig
 from trainers.methods import FullMethod, Method
+from trainers.objectives import ObjectiveConfig, SftConfig
 
 
 class TrainJob(BaseModel):
@@ -39,6 +40,8 @@ class TrainJob(BaseModel):
     lr: float = Field(gt=0.0)
     config: TrainConfig = Field(default_factory=TrainConfig)
     method: Method = Field(default_factory=FullMethod, description="Fine-tuning method (docs/methods.md).")
+    objective: ObjectiveConfig = Field(default_factory=SftConfig,
+                                       description="What the run optimises: sft, continual_pt, dpo (trainers/objectives.py).")
     output_dir: str = Field(description="Final model, manifest.json and COMPLETED go here.")
     checkpoint_dir: str | None = Field(
         None, description="Bare runs: local folder for DeepSpeed checkpoints (default <output_dir>/checkpoints).")

@@ -5,7 +5,8 @@ inside a Ray Tune trainable or a Ray Train worker (`ray_jobs/train_trials.py`). 
 
 1. done already?  an output_dir with COMPLETED returns its manifest at once;
 2. distributed setup (gloo on CPU, nccl on GPU; reuses a process group that Ray or a test made);
-3. data: `tasks.training_set` -> validation split -> tokens and labels -> rows (packed or not) -> sampler;
+3. data from the job's objective (`trainers/objectives.py`; SFT: `tasks.training_set` -> validation split
+   -> tokens and labels -> rows, packed or not) -> sampler;
 4. model and DeepSpeed engine (ZeRO stage, precision, AdamW, linear warmup/decay, all from TrainConfig);
 5. resume from the reporter's checkpoint: weights, optimizer, scheduler, sampler position, RNG;
 6. the loop: grad_accum micro-batches per optimizer step, reports (loss, lr, tokens/s, MFU, memory,
@@ -18,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import socket
@@ -33,7 +33,7 @@ import torch.distributed as dist
 from ptft.core.integrity import model_files
 from ptft.core.layout import TrainOutput
 from ptft.tasks.declared import register_declared
-from trainers.adapters import apply_method, parameter_counts, with_virtual_prefix
+from trainers.adapters import apply_method, parameter_counts
 from trainers.checkpointing import (
     code_version,
     export_adapter,
@@ -43,7 +43,7 @@ from trainers.checkpointing import (
     save_training_state,
     write_manifest_and_marker,
 )
-from trainers.collate import EpochSampler, collate, plan_rows
+from trainers.collate import EpochSampler
 from trainers.deepspeed_config import (
     build_client_optimizer,
     deepspeed_config,
@@ -51,9 +51,7 @@ from trainers.deepspeed_config import (
     parameter_groups,
     warmup_steps,
 )
-from trainers.examples import IGNORE_INDEX, ExampleSet, TokenizedExample, build_examples, split_validation
 from trainers.job import LocalReporter, Reporter, TrainJob, TrainResult
-from trainers.loss import loss_sum_and_count
 from trainers.metrics import (
     FlopsModel,
     ThroughputMeter,
@@ -61,9 +59,9 @@ from trainers.metrics import (
     peak_memory_bytes,
     throughput_metrics,
 )
+from trainers.objectives import TrainingData, objective_for
 
-__all__ = ["LocalReporter", "Reporter", "TrainJob", "TrainResult", "load_training_data", "main", "train_worker",
-           "validation_loss"]
+__all__ = ["LocalReporter", "Reporter", "TrainJob", "TrainResult", "main", "train_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +76,6 @@ class TrainState:
     padded_tokens: int = 0
     target_tokens: int = 0
     train_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class TrainingData:
-    rows: list[list[TokenizedExample]]
-    val: ExampleSet
-    train: ExampleSet
-    checksum: str
-    template_version: str
 
 
 def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult:
@@ -110,7 +99,8 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
 
     tokenizer = AutoTokenizer.from_pretrained(job.model, revision=job.revision)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    data = load_training_data(job, tokenizer)
+    objective = objective_for(job.objective)
+    data = objective.load_data(job, tokenizer)
     sampler = EpochSampler(len(data.rows), cfg.batch_size, world_size, rank, cfg.seed)
     total_steps = cfg.epochs * sampler.micro_batches_per_epoch // cfg.grad_accum
     if cfg.max_steps is not None:
@@ -153,6 +143,7 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
             state = TrainState(**client_state["train_state"])
             metrics = client_state.get("metrics", {})
             log.info("resumed at step %d (micro-batch %d)", state.step, state.micro_index)
+    objective.prepare(engine, data, job)
 
     # The loop.
     meter = ThroughputMeter(flops_model)
@@ -165,9 +156,9 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
         step_loss = torch.zeros((), device=engine.device)
         for _ in range(cfg.grad_accum):
             rows = [data.rows[i] for i in sampler.micro_batch(state.micro_index)]
-            batch = collate(rows, pad_id, cfg.pad_to_multiple_of)
+            batch = objective.collate(rows, pad_id, cfg.pad_to_multiple_of)
             meter.add(batch.example_lengths, batch.padded_tokens, batch.target_tokens)
-            loss_sum, count = loss_sum_and_count(engine, batch.to(engine.device))
+            loss_sum, count = objective.loss(engine, batch.to(engine.device))
             loss = loss_sum / count.clamp(min=1)  # token mean per micro-batch, as open-instruct
             engine.backward(loss)  # DeepSpeed divides by grad_accum
             engine.step()  # ... and steps the optimizer and the schedule on the last micro-batch only
@@ -186,7 +177,7 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
                                 sampler) | {"trainable_parameters": params["trainable"],
                                             "total_parameters": params["total"]}
         if last or state.step % val_every == 0:
-            metrics["val_loss"] = validation_loss(engine, data.val.examples, pad_id, cfg.batch_size)
+            metrics.update(objective.validate(engine, data, pad_id, cfg.batch_size))
         meter.reset()
         window_loss, window_steps = 0.0, 0
         if save:
@@ -221,54 +212,6 @@ def release_accelerator_memory() -> None:
     """Hand cached accelerator memory back between trials that share a process."""
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def load_training_data(job: TrainJob, tokenizer: Any) -> TrainingData:
-    """Render the task, split validation rows off with the seed, tokenize both, plan the training rows."""
-    from ptft import tasks
-
-    cfg = job.config
-    rendered = tasks.training_set(job.dataset, job.fmt, job.data_mode, source=job.data_source,
-                                  limit=job.data_limit)
-    train_rendered, val_rendered = split_validation(rendered.examples, cfg.val_size, cfg.seed)
-    # Prompt methods: each example's virtual tokens count against max_length too.
-    virtual = job.method.prefix_length
-    if virtual >= cfg.max_length:
-        raise ValueError(f"method {job.method.label}: {virtual} virtual tokens leave no room in max_length "
-                         f"{cfg.max_length}")
-    train = with_virtual_prefix(build_examples(train_rendered, tokenizer, cfg.max_length - virtual), virtual)
-    val = with_virtual_prefix(build_examples(val_rendered, tokenizer, cfg.max_length - virtual), virtual)
-    plan = plan_rows([len(e) for e in train.examples], cfg.max_length, cfg.packing, cfg.seed)
-    rows = [[train.examples[i] for i in row] for row in plan]
-    return TrainingData(rows, val, train, rendered.checksum,
-                        tasks.template_version(job.dataset, job.fmt, job.data_mode))
-
-
-@torch.no_grad()
-def validation_loss(engine: Any, examples: tuple[TokenizedExample, ...], pad_id: int,
-                    batch_size: int) -> float | None:
-    """Token-mean loss over the validation examples, sharded over ranks (collective; None if no examples).
-
-    Every rank runs the same number of forward passes (ZeRO-3 gathers parameters collectively); a rank
-    that runs out of examples repeats one with all labels ignored.
-    """
-    if not examples:
-        return None
-    rank, world_size = _rank(), _world_size()
-    mine = list(examples[rank::world_size])
-    n_batches = math.ceil(math.ceil(len(examples) / world_size) / batch_size)
-    blank = TokenizedExample("", examples[0].input_ids, (IGNORE_INDEX,) * len(examples[0]))
-    mine += [blank] * (n_batches * batch_size - len(mine))
-    engine.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=engine.device)
-    for b in range(n_batches):
-        batch = collate([[e] for e in mine[b * batch_size:(b + 1) * batch_size]], pad_id).to(engine.device)
-        loss_sum, count = loss_sum_and_count(engine, batch)
-        total += torch.stack([loss_sum.double(), count.double()])
-    engine.train()
-    if dist.is_initialized():
-        dist.all_reduce(total)
-    return (total[0] / total[1]).item()
 
 
 def _step_metrics(engine: Any, state: TrainState, meter: ThroughputMeter, window_loss: float,
@@ -320,7 +263,7 @@ def _manifest(job: TrainJob, data: TrainingData, metrics: dict[str, Any], state:
         "tokens": {"real": state.real_tokens, "padded": state.padded_tokens, "target": state.target_tokens,
                    "train_seconds": state.train_seconds},
         "data": {"checksum": data.checksum, "template_version": data.template_version,
-                 "train": data.train.counts, "val": data.val.counts, "rows": len(data.rows)},
+                 "train": data.train.counts, "val": data.val.counts, "rows": len(data.rows), **data.extra},
         "world_size": world_size,
         "deepspeed_config": ds_config,
         "code_version": code_version(),

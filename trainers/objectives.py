@@ -1,0 +1,134 @@
+"""What a training run optimises: its data, its loss and its validation (one `Objective` per kind).
+
+The loop in `trainers/sft.py` is the same for every kind — DeepSpeed, the sampler, resume, reports,
+checkpoints, export — and asks its objective for the four things that differ:
+
+- `load_data(job, tokenizer)`: the training rows (what one sampler index names) and the held-out data;
+- `collate(rows, pad_id, multiple)`: one micro-batch (`.to(device)`, `example_lengths`,
+  `padded_tokens`, `target_tokens`, which the throughput meter reads);
+- `loss(engine, batch)`: the summed loss and the count it is averaged over;
+- `validate(engine, data, pad_id, batch_size)`: held-out metrics, always with `val_loss` (the metric
+  the lr search selects on), collective across ranks;
+
+plus `prepare(engine, data, job)` before the first step (a no-op for SFT).
+
+Kinds: `sft` (completion-only loss on rendered task examples: the study's recipe), `continual_pt`
+(causal-LM loss on every token of a raw-text corpus) and `dpo` (preference pairs). Their configs are
+typed values in `ObjectiveConfig`, carried by the `TrainJob`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ptft.core.identity import defines
+
+
+class SftConfig(BaseModel):
+    """Supervised fine-tuning on a task's rendered examples, loss on the completion only."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["sft"] = defines("sft", description="Supervised fine-tuning.")
+
+
+ObjectiveConfig = Annotated[SftConfig, Field(discriminator="kind")]
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What `load_data` returns: the rows the sampler indexes, the held-out data, and provenance."""
+
+    rows: list[Any]  # SFT: each row a list of TokenizedExample (several when packed)
+    val: Any  # SFT: an ExampleSet
+    train: Any  # SFT: an ExampleSet (its counts go into the manifest)
+    checksum: str
+    template_version: str
+    extra: dict[str, Any] = field(default_factory=dict)  # objective-specific provenance for the manifest
+
+
+class Objective:
+    """The SFT objective; other kinds override what differs."""
+
+    def load_data(self, job: Any, tokenizer: Any) -> TrainingData:
+        from ptft import tasks
+        from trainers.adapters import with_virtual_prefix
+        from trainers.collate import plan_rows
+        from trainers.examples import build_examples, split_validation
+
+        cfg = job.config
+        rendered = tasks.training_set(job.dataset, job.fmt, job.data_mode, source=job.data_source,
+                                      limit=job.data_limit)
+        train_rendered, val_rendered = split_validation(rendered.examples, cfg.val_size, cfg.seed)
+        # Prompt methods: each example's virtual tokens count against max_length too.
+        virtual = job.method.prefix_length
+        if virtual >= cfg.max_length:
+            raise ValueError(f"method {job.method.label}: {virtual} virtual tokens leave no room in max_length "
+                             f"{cfg.max_length}")
+        train = with_virtual_prefix(build_examples(train_rendered, tokenizer, cfg.max_length - virtual), virtual)
+        val = with_virtual_prefix(build_examples(val_rendered, tokenizer, cfg.max_length - virtual), virtual)
+        plan = plan_rows([len(e) for e in train.examples], cfg.max_length, cfg.packing, cfg.seed)
+        rows = [[train.examples[i] for i in row] for row in plan]
+        return TrainingData(rows, val, train, rendered.checksum,
+                            tasks.template_version(job.dataset, job.fmt, job.data_mode))
+
+    def prepare(self, engine: Any, data: TrainingData, job: Any) -> None:
+        """Work before the first step (and again on resume); SFT has none."""
+
+    def collate(self, rows: list[Any], pad_id: int, multiple: int = 1) -> Any:
+        from trainers.collate import collate
+
+        return collate(rows, pad_id, multiple)
+
+    def loss(self, engine: Any, batch: Any) -> tuple[Any, Any]:
+        from trainers.loss import loss_sum_and_count
+
+        return loss_sum_and_count(engine, batch)
+
+    def validate(self, engine: Any, data: TrainingData, pad_id: int, batch_size: int) -> dict[str, Any]:
+        return {"val_loss": validation_loss(engine, data.val.examples, pad_id, batch_size)}
+
+
+def objective_for(config: Any) -> Objective:
+    """The implementation of an `ObjectiveConfig`."""
+    if config.kind == "sft":
+        return Objective()
+    raise ValueError(f"unknown objective {config.kind!r}")
+
+
+def validation_loss(engine: Any, examples: tuple[Any, ...], pad_id: int, batch_size: int) -> float | None:
+    """Token-mean loss over the validation examples, sharded over ranks (collective; None if no examples).
+
+    Every rank runs the same number of forward passes (ZeRO-3 gathers parameters collectively); a rank
+    that runs out of examples repeats one with all labels ignored.
+    """
+    import torch
+    import torch.distributed as dist
+
+    from trainers.collate import collate
+    from trainers.examples import IGNORE_INDEX, TokenizedExample
+    from trainers.loss import loss_sum_and_count
+
+    if not examples:
+        return None
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world_size = dist.get_world_size() if dist.is_initialized() else 1
+    mine = list(examples[rank::world_size])
+    n_batches = math.ceil(math.ceil(len(examples) / world_size) / batch_size)
+    blank = TokenizedExample("", examples[0].input_ids, (IGNORE_INDEX,) * len(examples[0]))
+    mine += [blank] * (n_batches * batch_size - len(mine))
+    engine.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=engine.device)
+    with torch.no_grad():
+        for b in range(n_batches):
+            batch = collate([[e] for e in mine[b * batch_size:(b + 1) * batch_size]], pad_id).to(engine.device)
+            loss_sum, count = loss_sum_and_count(engine, batch)
+            total += torch.stack([loss_sum.double(), count.double()])
+    engine.train()
+    if dist.is_initialized():
+        dist.all_reduce(total)
+    return (total[0] / total[1]).item()
