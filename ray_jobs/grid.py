@@ -263,6 +263,8 @@ def trial_seconds(layout: GridLayout, trial_id: str) -> float | None:
 
 def analyze(plan: Plan, layout: GridLayout, wandb_settings) -> str | None:
     """Write the matrices and report under `<storage>/analysis` and log a W&B summary run."""
+    import yaml
+
     from evals.analysis.pipeline import AnalyzeConfig, WandbOptions, run_analysis
     from ray_jobs.wandb_runs import run_id
 
@@ -274,7 +276,8 @@ def analyze(plan: Plan, layout: GridLayout, wandb_settings) -> str | None:
     config = AnalyzeConfig(storage=layout.root, out=layout.analysis_dir, title=f"ptft grid {plan.spec.name}",
                            wandb=wandb)
     try:
-        outcome = run_analysis(config)
+        spec_yaml = yaml.safe_dump(plan.spec.model_dump(mode="json", by_alias=True), sort_keys=False)
+        outcome = run_analysis(config, spec_yaml=spec_yaml)
     except (ValueError, FileNotFoundError) as error:  # nothing to analyze yet, duplicates, W&B mode
         _log(f"analysis skipped: {error}")
         return None

@@ -20,7 +20,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-import ptft
 from ptft.core import storage
 from ptft.core.integrity import train_output_problem
 from ptft.core.layout import TrainOutput
@@ -205,14 +204,3 @@ def write_manifest_and_marker(output_dir: str, manifest: dict[str, Any]) -> None
     out = TrainOutput(output_dir)
     storage.atomic_write_json(out.manifest, manifest)
     storage.atomic_write_json(out.completed, {"trial_id": manifest.get("trial_id")})
-
-
-def code_version() -> str:
-    """ptft's version plus the git commit of the source tree when there is one."""
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{ptft.__version__}+g{sha}" if sha else ptft.__version__

@@ -30,12 +30,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+import ptft
 from ptft.core.integrity import model_files
 from ptft.core.layout import TrainOutput
+from ptft.core.version import code_version
 from ptft.tasks.declared import register_declared
 from trainers.adapters import apply_method, parameter_counts
 from trainers.checkpointing import (
-    code_version,
     export_adapter,
     export_model,
     load_training_state,
@@ -266,7 +267,7 @@ def _manifest(job: TrainJob, data: TrainingData, metrics: dict[str, Any], state:
                  "train": data.train.counts, "val": data.val.counts, "rows": len(data.rows), **data.extra},
         "world_size": world_size,
         "deepspeed_config": ds_config,
-        "code_version": code_version(),
+        "code_version": code_version(ptft.__version__),
         "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 

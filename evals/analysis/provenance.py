@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import ptft
 from evals.results import ResultRecord
 from ptft.core import storage
 from ptft.core.layout import GridLayout
+from ptft.core.version import git_commit
 
 BAND = ("95% percentile bootstrap CI of each record's mean (ptft records); where a source has only a "
         "standard error (the study's tables), ±1.96 × std. Δ's CI combines the two records' standard errors "
@@ -43,19 +42,6 @@ class Provenance:
     fewshot_seeds: tuple[int, ...] = ()
     n_per_eval: tuple[tuple[str, str, str, str], ...] = ()  # (source, mode, eval dataset, n values)
     band: str = BAND
-
-
-def git_commit(path: Path | None = None) -> str | None:
-    """The commit of the source tree this code runs from (with "+dirty" for uncommitted changes), or None."""
-    repo = path or Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{sha}+dirty" if sha and dirty else (sha or None)
 
 
 def plan_summary(storage_path: str) -> dict[str, Any]:
