@@ -41,6 +41,10 @@ class ModelIdentity:
     trial_id: str | None = None
     epochs: int | None = None
     method: str = "full"  # fine-tuning method label ("full", "lora-r16", "prompt-20"); "full" for base models
+    # Recipes (docs/recipes.md): what the model's last stage optimised ("sft", "continual_pt", "dpo") and the
+    # stages before it ("continual_pt:news>sft:mnli/default"); None for a model trained in one stage.
+    objective: str = "sft"
+    prior_stages: str | None = None
 
     def __post_init__(self) -> None:
         if self.model_kind not in ("base", "finetuned"):
@@ -91,7 +95,7 @@ class ResultRecord(ModelIdentity):
     def key(self) -> tuple:
         return (
             self.source, self.model_kind, self.base_model, self.checkpoint, self.train_dataset,
-            self.train_format, self.method, self.lr, self.eval_dataset, self.eval_format, self.shots, self.mode,
+            self.train_format, self.method, self.objective, self.prior_stages, self.lr, self.eval_dataset, self.eval_format, self.shots, self.mode,
             self.metric,
         )
 

@@ -20,6 +20,7 @@ from evals.jobs import EvalJob, ModelRef
 from ptft.core.layout import GridLayout
 from ptft.core.wandb_settings import WandbSettings
 from ptft.grid.ledger import GridState, eval_model_key
+from ptft.grid.selection import selected_winner
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Plan
 from ptft.tasks.declared import TaskDeclaration, register_declared
@@ -77,10 +78,13 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
                 output = layout.trial(trial.trial_id)
                 identity = dict(model_kind="finetuned", **pretrained, train_dataset=trial.train_dataset,
                                 train_format=trial.train_format, lr=trial.lr, trial_id=trial.trial_id,
-                                epochs=trial.epochs, method=trial.method.label)
+                                epochs=trial.epochs, method=trial.method.label, objective=trial.objective.kind,
+                                prior_stages=trial.prior_stages)
                 if trial.method.mergeable:  # full, or LoRA merged: a plain model folder
                     model = ModelRef.of(output.model, **identity)
-                else:  # prompt methods: the base checkpoint with the trial's adapter
+                else:  # prompt methods: the model the trial started from, with the trial's adapter
+                    if trial.parent_cell is not None:  # a recipe's stage: the stage before's winner
+                        path, revision = layout.trial(selected_winner(layout, trial.parent_cell) or "").model, None
                     model = ModelRef.of(path, revision, adapter=output.adapter, **identity)
                 models[key] = (model, trial.cell_id)
         jobs_by_key.setdefault(key, []).append(planned.job)

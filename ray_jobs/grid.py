@@ -162,7 +162,7 @@ def run_grid(plan: Plan, resolver: RevisionResolver | None = None, verbose: bool
 
 def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wandb_settings,
                 lease: GridLease) -> GridReport:
-    from ptft.grid.selection import run_selection, select_and_record
+    from ptft.grid.selection import run_selection, select_and_record, selected_winner
     from ray_jobs.eval_fanout import EvalQueue, pending_work
     from ray_jobs.train_trials import run_trials
 
@@ -218,9 +218,24 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
                 selected(cell.cell_id, record)
                 queue_ready_evals()
 
-        statuses = run_trials(plan, todo, layout, resolver, wandb_settings,
-                              experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                              on_trial_end=trial_ended, on_step=tick)
+        statuses: dict[str, str] = {}
+        # Recipes train in waves, one per stage depth: a stage starts from the winners of the stage before
+        # (docs/recipes.md). A plain grid is one wave.
+        for stage in sorted({t.stage for t in todo}):
+            wave = [t for t in todo if t.stage == stage]
+            if stage > 1:
+                run_selection(plan, layout)
+                blocked = [t for t in wave if selected_winner(layout, t.parent_cell or "") is None]
+                for t in blocked:
+                    statuses[t.trial_id] = (f"error: the stage before (cell {plan.cell(t.parent_cell or '').label}) "
+                                            "has no winner")
+                wave = [t for t in wave if t not in blocked]
+                _log(f"stage {stage}: training {len(wave)} trials from the winners of stage {stage - 1}"
+                     + (f" ({len(blocked)} wait for a stage that failed)" if blocked else ""))
+            if wave:
+                statuses.update(run_trials(plan, wave, layout, resolver, wandb_settings,
+                                           experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-s{stage}",
+                                           on_trial_end=trial_ended, on_step=tick))
         report.trials_run = len(todo)
         report.trial_errors = {t: s.removeprefix("error: ") for t, s in statuses.items() if s.startswith("error")}
         report.trials_failed = sorted(t for t, s in statuses.items() if s.startswith("error")

@@ -55,12 +55,20 @@ class TrialRun(BaseModel):
 def train_job(spec: ExperimentSpec, trial: Trial, layout: GridLayout, resolver: RevisionResolver) -> TrainJob:
     """The `TrainJob` of one trial: the checkpoint resolved to something loadable, in its model's family; the
     spec's declared tasks go with it (the worker registers them: it never reads the spec)."""
-    model, revision = spec.model_named(trial.model_name).resolve(resolver, trial.checkpoint, spec.base_dir)
+    if trial.parent_cell is not None:  # a recipe's later stage starts from the stage before's winner
+        from ptft.grid.selection import selected_winner
+
+        winner = selected_winner(layout, trial.parent_cell)
+        if winner is None:
+            raise ValueError(f"trial {trial.trial_id}: the stage before (cell {trial.parent_cell}) has no winner yet")
+        model, revision = layout.trial(winner).model, None
+    else:
+        model, revision = spec.model_named(trial.model_name).resolve(resolver, trial.checkpoint, spec.base_dir)
     return TrainJob(
         trial_id=trial.trial_id, cell_id=trial.cell_id, model=model, revision=revision,
         dataset=trial.train_dataset, fmt=trial.train_format, data_mode=trial.data_mode,
         data_source=spec.data_source(), lr=trial.lr, config=trial.config, method=trial.method,
-        output_dir=layout.trial(trial.trial_id).root, tasks=spec.tasks,
+        objective=trial.objective, output_dir=layout.trial(trial.trial_id).root, tasks=spec.tasks,
     )
 
 

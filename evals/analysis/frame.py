@@ -30,7 +30,7 @@ def check_duplicates(records: Sequence[ResultRecord]) -> None:
     dups = [(key, n) for key, n in counts.items() if n > 1]
     if not dups:
         return
-    names = ("source", "model_kind", "base_model", "checkpoint", "train_dataset", "train_format", "method", "lr",
+    names = ("source", "model_kind", "base_model", "checkpoint", "train_dataset", "train_format", "method", "objective", "prior_stages", "lr",
              "eval_dataset", "eval_format", "shots", "mode", "metric")
     shown = "; ".join(
         f"{n}x {{" + ", ".join(f"{k}={v!r}" for k, v in zip(names, key, strict=True)) + "}" for key, n in dups[:5]

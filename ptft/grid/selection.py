@@ -85,3 +85,12 @@ def run_selection(plan: Plan, layout: GridLayout) -> dict[str, dict[str, Any]]:
         if record is not None:
             selected[cell.cell_id] = record
     return selected
+
+
+def selected_winner(layout: GridLayout, cell_id: str) -> str | None:
+    """The trial a cell's selection file names as its winner; None before the cell is selected."""
+    record = _stored(layout.selection_file(cell_id))
+    try:
+        return record["winner"]["trial_id"] if record else None
+    except (KeyError, TypeError):
+        return None

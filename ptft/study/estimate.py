@@ -256,16 +256,23 @@ def estimate_plan(plan: Plan, gpu: str = "h100", mfu: float = 0.4, peak_flops: f
     per_trial: dict[str, int] = {}
     examples_per_trial: dict[str, int] = {}
     for trial in plan.trials:
+        cfg = trial.config  # a recipe stage may set its own steps, lengths and batch
+        per_step = cfg.batch_size * cfg.grad_accum * spec.resources.workers_per_trial
+        if trial.objective.kind != "sft":
+            # Corpora and preference sets: packed (or paired) sequences of about max_length per example.
+            tokens = cfg.max_steps * per_step * cfg.max_length if cfg.max_steps else 0
+            per_trial[trial.trial_id] = tokens
+            examples_per_trial[trial.trial_id] = cfg.max_steps * per_step if cfg.max_steps else 0
+            continue
         task = tasks.get_task(trial.train_dataset)
         rows = _train_rows(task, source)
-        if spec.train.val_size:
-            rows = max(rows - spec.train.val_size, 0)
-        tokens = rows * min(task.tokens_per_example, spec.train.max_length) * trial.epochs
-        if spec.train.max_steps:  # a step cap bounds the tokens too
-            per_step = spec.train.batch_size * spec.train.grad_accum * spec.resources.workers_per_trial
-            tokens = min(tokens, spec.train.max_steps * per_step * task.tokens_per_example)
+        if cfg.val_size:
+            rows = max(rows - cfg.val_size, 0)
+        tokens = rows * min(task.tokens_per_example, cfg.max_length) * trial.epochs
+        if cfg.max_steps:  # a step cap bounds the tokens too
+            tokens = min(tokens, cfg.max_steps * per_step * task.tokens_per_example)
         per_trial[trial.trial_id] = tokens
-        examples_per_trial[trial.trial_id] = tokens // max(1, min(task.tokens_per_example, spec.train.max_length))
+        examples_per_trial[trial.trial_id] = tokens // max(1, min(task.tokens_per_example, cfg.max_length))
     train_tokens = sum(per_trial.values())
     precision_bytes = 2 if spec.resources.gpus_per_worker and spec.train.precision != "fp32" else 4
     methods: dict[str, MethodCost] = {}

@@ -17,7 +17,7 @@ so its ids, trial names and eval folders are what they were before `models:` exi
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +29,7 @@ from ptft.study.checkpoints import CheckpointRef
 from ptft.study.spec import ExperimentSpec, qualified_label
 from trainers.config import TrainConfig
 from trainers.methods import FullMethod, Method
+from trainers.objectives import ObjectiveConfig, SftConfig
 
 # Bump when the meaning of an id's fields changes, so old results are never mistaken for new ones.
 # 2: identity read from the fields' own declarations (`ptft.core.identity`); trial ids hash the cell,
@@ -58,13 +59,27 @@ class Cell:
     lrs: tuple[float, ...]
     method: Any = field(default_factory=FullMethod)  # a trainers.methods.Method
     model_name: str | None = None  # which of the spec's `models:` (None: the spec's one `model:`)
+    # Recipes (docs/recipes.md): the cell whose winner this cell starts from (None: the checkpoint), the
+    # stage's objective, its depth, the stages before it ("continual_pt:news>sft:mnli/default") and the
+    # recipes it belongs to (a shared prefix is one cell of several recipes).
+    parent: str | None = None
+    objective: Any = field(default_factory=SftConfig)
+    stage: int = 1
+    prior_stages: str | None = None
+    recipes: tuple[str, ...] = ()
+    last_in_recipe: bool = False  # the last stage of at least one recipe
+    plain: bool = True  # from train.datasets (False: only recipes train it)
 
     @property
     def label(self) -> str:
         """Readable name of the cell (W&B groups, logs)."""
-        method = "" if self.method.label == "full" else f"-{self.method.label}"
-        return (f"{_model_prefix(self.model_name)}{self.train_dataset}-{self.train_format}{method}-"
-                f"ckpt{self.checkpoint.label}")
+        return (f"{_model_prefix(self.model_name)}{_stage_prefix(self.objective, self.stage)}{self.train_dataset}-"
+                f"{self.train_format}{_method_suffix(self.method)}-ckpt{self.checkpoint.label}")
+
+    @property
+    def step_name(self) -> str:
+        """This stage as the next stage's `prior_stages` names it."""
+        return _step_name(self.objective, self.train_dataset, self.train_format, self.method)
 
     @property
     def checkpoint_label(self) -> str:
@@ -74,10 +89,27 @@ class Cell:
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["method"] = self.method.model_dump(mode="json") | {"label": self.method.label}
+        out["objective"] = self.objective.model_dump(mode="json")
+        out["recipes"] = list(self.recipes)
         out["checkpoint"] = self.checkpoint.label
         out["checkpoint_step"] = self.checkpoint.step
         out["lrs"] = list(self.lrs)
         return out
+
+
+def _method_suffix(method: Any) -> str:
+    return "" if method.label == "full" else f"-{method.label}"
+
+
+def _stage_prefix(objective: Any, stage: int) -> str:
+    """Plain SFT cells keep today's names; a later stage or another objective says which it is."""
+    kind = "" if objective.kind == "sft" else f"{objective.kind}-"
+    return (f"s{stage}-" if stage > 1 else "") + kind
+
+
+def _step_name(objective: Any, dataset: str, fmt: str, method: Any) -> str:
+    fmt_part = f"/{fmt}" if objective.kind == "sft" else ""
+    return f"{objective.kind}:{dataset}{fmt_part}{_method_suffix(method)}"
 
 
 class Trial(BaseModel):
@@ -95,6 +127,10 @@ class Trial(BaseModel):
     config: TrainConfig  # epochs included (a dataset may override them)
     method: Method = FullMethod()
     model_name: str | None = None  # which of the spec's `models:` (None: the spec's one `model:`)
+    objective: ObjectiveConfig = SftConfig()
+    parent_cell: str | None = None  # recipes: the cell whose winner this trial starts from
+    stage: int = 1
+    prior_stages: str | None = None
 
     @property
     def epochs(self) -> int:
@@ -103,9 +139,9 @@ class Trial(BaseModel):
     @property
     def name(self) -> str:
         """Readable, unique name for Tune trials, folders and W&B runs."""
-        method = "" if self.method.label == "full" else f"-{self.method.label}"
-        return (f"{_model_prefix(self.model_name)}{self.train_dataset}-{self.train_format}{method}-"
-                f"ckpt{self.checkpoint.label}-lr{self.lr:g}-{self.trial_id}")
+        return (f"{_model_prefix(self.model_name)}{_stage_prefix(self.objective, self.stage)}{self.train_dataset}-"
+                f"{self.train_format}{_method_suffix(self.method)}-ckpt{self.checkpoint.label}-lr{self.lr:g}-"
+                f"{self.trial_id}")
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(mode="json") | {"checkpoint": self.checkpoint.label, "name": self.name}
@@ -194,6 +230,13 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                                                 train_dataset=entry.name, train_format=fmt, data_mode=train.mode,
                                                 config=config, method=method, model_name=model_name))
 
+    by_id = {c.cell_id: c for c in cells}
+    for model in spec.model_specs() if spec.recipes else []:
+        for ref in model.checkpoint_refs():
+            for recipe, stages in spec.recipes.items():
+                _expand_recipe(spec, model, spec.model_name_of(model), ref, recipe, stages, by_id, trials)
+    cells = list(by_id.values())
+
     pairs, skipped = evals.combinations()
     settings = identity_of(evals.eval_config())
     models: list[tuple[str, dict[str, Any], str, str, str | None, str | None, str | None]] = []
@@ -204,7 +247,8 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                 ident = {"model": model.id, "checkpoint": ref.identity()}
                 models.append((f"base:{qualified_label(model_name, ref.label)}", ident, "base", ref.label, None,
                                None, model_name))
-    for cell in cells:
+    evaluated = [c for c in cells if evals.after == "every_stage" or c.plain or c.last_in_recipe]
+    for cell in evaluated:
         cell_trials = [t for t in trials if t.cell_id == cell.cell_id]
         if evals.models == "winners":
             ident = {"cell": cell.cell_id, "select": "min_val_loss",
@@ -227,3 +271,103 @@ def build_plan(spec: ExperimentSpec) -> Plan:
                 job = EvalJob(dataset=dataset, fmt=fmt, shots=shots, mode=evals.mode, job_id=job_id)
                 jobs.append(PlannedEval(job, model_key, kind, checkpoint, cell_id, trial_id, model_name))
     return Plan(spec, cells, trials, jobs, skipped)
+
+
+def _stage_objective(stage: Any) -> Any:
+    from pydantic import TypeAdapter
+
+    fields: dict[str, Any] = {"kind": stage.kind}
+    if stage.replay is not None:
+        fields["replay"] = {"corpus": stage.replay.dataset, "ratio": stage.replay.ratio}
+    if stage.beta is not None:
+        fields["beta"] = stage.beta
+    return TypeAdapter(ObjectiveConfig).validate_python(fields)
+
+
+def _expand_recipe(spec: ExperimentSpec, model: Any, model_name: str | None, ref: CheckpointRef, recipe: str,
+                   stages: list[Any], by_id: dict[str, Cell], trials: list[Trial]) -> None:
+    """Add one recipe's cells on one checkpoint: every stage fans out over its datasets (and formats) and
+    starts from each winner of the stage before. A cell already there (the same input and definition:
+    a plain cell, or another recipe's prefix) is shared, so it trains once."""
+    from ptft.study.spec import MethodSpec, TrainDataset
+
+    train = spec.train
+    frontier: list[Cell | None] = [None]
+    for index, stage in enumerate(stages):
+        objective = _stage_objective(stage)
+        method_spec = stage.method or MethodSpec(method=FullMethod())
+        entries = stage.sft_datasets() if stage.kind == "sft" else [TrainDataset.model_construct(
+            name=stage.dataset, formats=["default"], learning_rates=None, epochs=None, methods=None)]
+        last = index == len(stages) - 1
+        next_frontier: list[Cell | None] = []
+        for parent in frontier:
+            for entry in entries:
+                epochs = stage.epochs or train.epochs_for(entry)
+                plain = train.train_config(epochs=epochs)
+                overrides = {k: getattr(stage, k) for k in STAGE_OVERRIDES if getattr(stage, k) is not None}
+                config = plain.model_copy(update=overrides) if overrides else plain
+                lrs = tuple(_lr_values(stage.learning_rates) if stage.learning_rates is not None
+                            else train.lrs_for(entry, method_spec))
+                formats = (entry.formats or stage.formats or train.formats) if stage.kind == "sft" else ["default"]
+                for fmt in formats:
+                    cell = _stage_cell(spec, model, model_name, ref, entry.name, fmt, config, plain, lrs,
+                                       method_spec.method, objective, parent, trials, by_id)
+                    existing = by_id.get(cell.cell_id)
+                    if existing is not None and existing.lrs != cell.lrs:
+                        raise ValueError(
+                            f"recipes.{recipe}[{index}]: this stage is the cell {existing.label} already planned "
+                            f"with learning rates {list(existing.lrs)}, here {list(cell.lrs)}; give them the same")
+                    if existing is None:
+                        by_id[cell.cell_id] = existing = cell
+                        trials.extend(_cell_trials(cell, config, train.mode))
+                    merged = replace(existing, recipes=tuple(dict.fromkeys([*existing.recipes, recipe])),
+                                     last_in_recipe=existing.last_in_recipe or last, plain=existing.plain)
+                    by_id[cell.cell_id] = merged
+                    next_frontier.append(merged)
+        frontier = next_frontier
+
+
+# The TrainConfig fields a recipe stage may set for itself.
+STAGE_OVERRIDES = ("max_steps", "warmup_ratio", "max_length", "batch_size", "grad_accum", "packing", "val_size")
+
+
+def _lr_values(lrs: Any) -> list[float]:
+    return lrs.values() if hasattr(lrs, "values") and not isinstance(lrs, list) else list(lrs)
+
+
+def _stage_cell(spec: ExperimentSpec, model: Any, model_name: str | None, ref: CheckpointRef, dataset: str,
+                fmt: str, config: TrainConfig, plain: TrainConfig, lrs: tuple[float, ...], method: Any,
+                objective: Any, parent: Cell | None, trials: list[Trial], by_id: dict[str, Cell]) -> Cell:
+    """A recipe stage's cell. Its id is today's cell id when it is an SFT stage on the checkpoint with the
+    train: section's settings (so it is the plain cell), plus what differs: the objective, the stage's own
+    TrainConfig, and the input model (the parent cell and its lr set)."""
+    train = spec.train
+    template = _template_version(dataset, fmt, train.mode) if objective.kind == "sft" else dataset
+    defining: dict[str, Any] = {
+        "v": PLAN_VERSION, "model": model.id, "checkpoint": ref.identity(), "dataset": dataset, "format": fmt,
+        "data_mode": train.mode, "data_source": spec.data.source, "epochs": config.epochs, "seed": config.seed,
+        "template": template,
+    }
+    if not method.trains_all_weights:
+        defining["method"] = method.identity()
+    if objective.kind != "sft":
+        defining["objective"] = identity_of(objective)
+    if config != plain:
+        defining["train"] = identity_of(config)
+    if parent is not None:
+        defining["parent"] = {"cell": parent.cell_id,
+                              "trials": sorted(t.trial_id for t in trials if t.cell_id == parent.cell_id)}
+    prior = None if parent is None else (
+        f"{parent.prior_stages}>{parent.step_name}" if parent.prior_stages else parent.step_name)
+    return Cell(content_hash(defining), ref, dataset, fmt, config.epochs, lrs, method, model_name,
+                parent=parent.cell_id if parent else None, objective=objective,
+                stage=1 if parent is None else parent.stage + 1, prior_stages=prior, plain=False)
+
+
+def _cell_trials(cell: Cell, config: TrainConfig, mode: str) -> list[Trial]:
+    return [Trial(trial_id=content_hash({"v": PLAN_VERSION, "cell": cell.cell_id, "lr": lr, "train": identity_of(config)}),
+                  cell_id=cell.cell_id, lr=lr, checkpoint=cell.checkpoint, train_dataset=cell.train_dataset,
+                  train_format=cell.train_format, data_mode="fixed" if cell.objective.kind != "sft" else mode,
+                  config=config, method=cell.method, model_name=cell.model_name, objective=cell.objective,
+                  parent_cell=cell.parent, stage=cell.stage, prior_stages=cell.prior_stages)
+            for lr in cell.lrs]

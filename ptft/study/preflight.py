@@ -192,6 +192,9 @@ def check_plan_data(plan: Plan) -> None:
     trained: set[tuple[str, str, str]] = set()
     for trial in plan.trials:
         key = (trial.train_dataset, trial.train_format, trial.data_mode)
+        if trial.objective.kind != "sft":
+            _check_stage_data(trial, source, trained)
+            continue
         if key not in trained:
             trained.add(key)
             tasks.training_set(trial.train_dataset, trial.train_format, trial.data_mode, source=source)
@@ -208,3 +211,17 @@ def check_plan_data(plan: Plan) -> None:
         check_shots(job.dataset, mode, job.shots, source, name=name)
         tasks.eval_set(job.dataset, job.fmt, mode, job.shots, source=source, limit=config.limit,
                        seed=config.fewshot_seed)
+
+
+def _check_stage_data(trial, source: str, checked: set) -> None:
+    """A corpus or preference set a recipe stage reads: loaded through the workers' own loader when the
+    objective provides a check (`preflight_data`), each once."""
+    key = (trial.objective.kind, trial.train_dataset, "")
+    if key in checked:
+        return
+    checked.add(key)
+    from trainers.objectives import objective_for
+
+    check = getattr(objective_for(trial.objective), "preflight_data", None)
+    if check is not None:
+        check(trial.train_dataset, source, trial.objective)

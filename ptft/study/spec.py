@@ -265,7 +265,8 @@ class TrainDataset(_DatasetEntry):
 class TrainSpec(TrainConfig):
     """The `train:` section: what to fine-tune on, the lr search space, and the `TrainConfig` fields."""
 
-    datasets: list[TrainDataset] = Field(min_length=1)
+    datasets: list[TrainDataset] = Field(
+        default_factory=list, description="Tasks to fine-tune on (may be empty when recipes: train instead).")
     formats: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
     mode: Literal["faithful", "fixed"] = "fixed"
     learning_rates: LearningRates = Field(default_factory=lambda: [2e-6])
@@ -383,6 +384,8 @@ class EvalSpec(EvalConfig):
     shots: list[int] = Field(default_factory=lambda: [4], min_length=1)
     models: Literal["winners", "all"] = Field("winners", description="Evaluate each cell's best lr, or every trial.")
     base: bool = Field(True, description="Evaluate every base checkpoint (once per grid).")
+    after: Literal["every_stage", "last"] = Field(
+        "every_stage", description="Recipes: evaluate the model after every stage, or after the last only.")
     # lm-evaluation-harness tasks run on every evaluated model beside the datasets above (docs/harness.md).
     # The include path comes first: the task names are checked against it (validation runs in field order).
     harness_include_path: str | None = Field(None, description=(
@@ -594,6 +597,8 @@ class ExperimentSpec(BaseModel):
     tasks: tuple[TaskDeclaration, ...] = ()
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec
+    recipes: dict[str, list[StageSpec]] = Field(
+        default_factory=dict, description="Multi-stage training: name -> ordered stages (docs/recipes.md).")
     eval: EvalSpec
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     storage: str = Field(description="Local folder, s3://bucket/prefix or gs://bucket/prefix.")
@@ -610,6 +615,11 @@ class ExperimentSpec(BaseModel):
         if not value.strip():
             raise ValueError("is empty")
         return value
+
+    @field_validator("recipes")
+    @classmethod
+    def _recipes(cls, value: dict[str, list[StageSpec]]) -> dict[str, list[StageSpec]]:
+        return _check_recipes(value)
 
     @field_validator("models")
     @classmethod
@@ -643,6 +653,8 @@ class ExperimentSpec(BaseModel):
     def _a_model(self) -> ExperimentSpec:
         if self.model is None and self.models is None:
             raise ValueError("model: required field is missing (or give models: a list)")
+        if not self.train.datasets and not self.recipes:
+            raise ValueError("train.datasets: nothing to train; list datasets, or give recipes:")
         return self
 
     def model_specs(self) -> list[ModelSpec]:
@@ -676,6 +688,135 @@ class ExperimentSpec(BaseModel):
         if source in ("hub", "mini") or os.path.isabs(source):
             return source
         return os.path.normpath(os.path.join(self.base_dir, source))
+
+
+# ------------------------------------------------------------------------------------ recipes
+STAGE_KINDS = ("sft", "continual_pt", "dpo")
+# The TrainConfig fields a stage may set for itself (the rest come from the train: section).
+STAGE_TRAIN_FIELDS = ("epochs", "max_steps", "warmup_ratio", "max_length", "batch_size", "grad_accum", "packing",
+                      "val_size")
+
+
+class ReplaySpec(BaseModel):
+    """Continual pre-training: mix in documents of an older corpus (docs/continual_pt.md)."""
+
+    model_config = _STRICT
+
+    dataset: str = Field(description="The replayed (older) corpus.")
+    ratio: float = Field(gt=0.0, lt=1.0, description="Fraction of training documents drawn from it.")
+
+
+class StageSpec(BaseModel):
+    """One stage of a recipe (docs/recipes.md): a kind of training with its own data, lrs, method and
+    TrainConfig overrides; its input is the model the stage before produced (its lr search's winner)."""
+
+    model_config = _STRICT
+
+    kind: Literal["sft", "continual_pt", "dpo"] = Field(description="sft | continual_pt | dpo.")
+    dataset: str | None = Field(None, description="continual_pt: a corpus; dpo: a preference set; sft: one task.")
+    datasets: list[TrainDataset] | None = Field(None, min_length=1, description="sft: tasks, as train.datasets.")
+    formats: list[str] | None = Field(None, min_length=1, description="sft: prompt formats (default: train.formats).")
+    learning_rates: LearningRates | None = None
+    method: MethodSpec | None = Field(None, description="The stage's method (default full); LoRA merges before the next stage.")
+    replay: ReplaySpec | None = None
+    beta: float | None = Field(None, gt=0.0, description="dpo: the KL strength beta (default 0.1).")
+    epochs: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    warmup_ratio: float | None = Field(None, ge=0.0, lt=1.0)
+    max_length: int | None = Field(None, ge=8)
+    batch_size: int | None = Field(None, ge=1)
+    grad_accum: int | None = Field(None, ge=1)
+    packing: bool | None = None
+    val_size: int | None = Field(None, ge=0)
+
+    @field_validator("learning_rates", mode="before")
+    @classmethod
+    def _lrs(cls, value: Any) -> Any:
+        return _check_lr_list(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_kind(cls, value: Any) -> Any:
+        if isinstance(value, dict) and isinstance(value.get("kind"), str) and value["kind"] not in STAGE_KINDS:
+            hint = difflib.get_close_matches(value["kind"], STAGE_KINDS, n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"unknown stage kind {value['kind']!r}{did_you_mean}; allowed: {list(STAGE_KINDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _data_fits_kind(self) -> StageSpec:
+        if self.kind == "sft":
+            if self.dataset is None and not self.datasets:
+                raise ValueError("an sft stage needs datasets: (tasks)")
+            if self.dataset is not None and self.datasets:
+                raise ValueError("give dataset or datasets, not both")
+            if self.replay is not None or self.beta is not None:
+                raise ValueError(f"replay and beta are not sft settings ({'replay' if self.replay else 'beta'})")
+            if self.formats is not None:
+                _check_formats(self.formats, where="formats")
+            return self
+        if self.dataset is None:
+            raise ValueError(f"a {self.kind} stage needs dataset: (a {_DATA_KIND[self.kind]})")
+        if self.datasets is not None or self.formats is not None:
+            raise ValueError(f"a {self.kind} stage reads one {_DATA_KIND[self.kind]} (dataset:), not datasets/formats")
+        if self.kind == "continual_pt" and self.beta is not None:
+            raise ValueError("beta is a dpo setting")
+        if self.kind == "dpo" and self.replay is not None:
+            raise ValueError("replay is a continual_pt setting")
+        _check_dataset_kind(self.dataset, self.kind, "dataset")
+        if self.replay is not None:
+            _check_dataset_kind(self.replay.dataset, "continual_pt", "replay.dataset")
+        if self.method is not None and self.method.method.prefix_length:
+            raise ValueError(f"method: {self.method.label} is sft-only in a recipe (a prompt cannot feed a {self.kind} stage)")
+        return self
+
+    def sft_datasets(self) -> list[TrainDataset]:
+        if self.datasets:
+            return list(self.datasets)
+        return [TrainDataset(name=self.dataset)] if self.dataset else []
+
+
+_DATA_KIND = {"sft": "task", "continual_pt": "corpus", "dpo": "preference set"}
+
+
+def _check_dataset_kind(name: str, kind: str, where: str) -> None:
+    """The stage's data must be the kind it trains on: a corpus for continual_pt, a preference set for
+    dpo; a task, corpus or preference set in the wrong stage is named as what it is."""
+    from ptft import tasks
+
+    found = {"continual_pt": _registered(tasks, "get_corpus", name), "dpo": _registered(tasks, "get_preference_set", name),
+             "sft": _registered(tasks, "get_task", name)}
+    if found[kind]:
+        return
+    other = next((k for k, ok in found.items() if ok), None)
+    if other is not None:
+        raise ValueError(f"{where}: {name!r} is a {_DATA_KIND[other]}, not a {_DATA_KIND[kind]}; use it in a "
+                         f"{other} stage")
+    raise ValueError(f"{where}: unknown {_DATA_KIND[kind]} {name!r}")
+
+
+def _registered(tasks_module: Any, getter: str, name: str) -> bool:
+    get = getattr(tasks_module, getter, None)
+    if get is None:
+        return False
+    try:
+        get(name)
+        return True
+    except (KeyError, ValueError):
+        return False
+
+
+def _check_recipes(recipes: dict[str, list[StageSpec]]) -> dict[str, list[StageSpec]]:
+    for name, stages in recipes.items():
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+            raise ValueError(f"{name}: a recipe name is letters, digits and _.- only")
+        if not stages:
+            raise ValueError(f"{name}: a recipe needs at least one stage")
+        for i, stage in enumerate(stages[:-1]):
+            if stage.method is not None and stage.method.method.prefix_length:
+                raise ValueError(f"{name}[{i}].method: {stage.method.label} cannot feed a later stage (a prompt is "
+                                 "not weights); use it in the last stage")
+    return recipes
 
 
 # ------------------------------------------------------------------------------------ loading

@@ -94,10 +94,14 @@ def headline(analysis_dir: str, train_datasets: tuple[str, ...]) -> list[str]:
                      & (table["eval_format"] == table["train_format"])]
         if rows.empty:
             continue
-        by_step = rows.groupby("step")[["base", "finetuned", "delta"]].mean().sort_index()
-        cells = ", ".join(f"step {int(s)}: {r.base:.2f} -> {r.finetuned:.2f} ({r.delta:+.2f})"
-                          for s, r in by_step.iterrows())
-        lines.append(f"{train} on its own eval set(s), base -> fine-tuned: {cells}")
+        methods = rows["method"] if "method" in rows else pd.Series("full", index=rows.index)
+        for method in sorted(set(methods), key=lambda m: (m != "full", m)):
+            by_step = (rows[methods == method].groupby("step")[["base", "finetuned", "delta"]].mean()
+                       .sort_index())
+            cells = ", ".join(f"step {int(s)}: {r.base:.2f} -> {r.finetuned:.2f} ({r.delta:+.2f})"
+                              for s, r in by_step.iterrows())
+            named = "" if method == "full" else f" with {method}"
+            lines.append(f"{train}{named} on its own eval set(s), base -> fine-tuned: {cells}")
     return lines
 
 
