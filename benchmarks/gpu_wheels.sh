@@ -19,6 +19,9 @@ binary() {  # wheels for the GPU machine's Python, no dependencies (each one is 
 # psutil, msgpack, einops, ninja, py-cpuinfo, tqdm, rich, pyyaml, safetensors, tokenizers).
 binary "$(pin pydantic)" "$(pin pydantic_core)" "$(pin annotated-types)" "$(pin typing-inspection)" \
   "$(pin hjson)" "$(pin datasets)" "$(pin dill)" "$(pin multiprocess)" "$(pin nltk)" "$(pin transformers)"
+# peft, for the fine-tuning methods (benchmarks/method_throughput.py); it imports accelerate at the top.
+# Both are pure Python.
+binary "$(pin peft)" "$(pin accelerate)"
 # lm-evaluation-harness and what its HF backend imports.
 binary "lm-eval==0.4.13" evaluate jsonlines more-itertools pytablewriter DataProperty \
   mbstrdecoder pathvalidate tabledata tcolorpy typepy chardet zstandard
