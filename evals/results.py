@@ -95,7 +95,8 @@ class ResultRecord(ModelIdentity):
     def key(self) -> tuple:
         return (
             self.source, self.model_kind, self.base_model, self.checkpoint, self.train_dataset,
-            self.train_format, self.method, self.objective, self.prior_stages, self.lr, self.eval_dataset, self.eval_format, self.shots, self.mode,
+            self.train_format, self.method, self.objective, self.prior_stages, self.lr, self.eval_dataset,
+            self.eval_format, self.shots, self.mode,
             self.metric,
         )
 

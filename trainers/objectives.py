@@ -36,7 +36,41 @@ class SftConfig(BaseModel):
     kind: Literal["sft"] = defines("sft", description="Supervised fine-tuning.")
 
 
-ObjectiveConfig = Annotated[SftConfig, Field(discriminator="kind")]
+class ReplayConfig(BaseModel):
+    """Old-domain documents mixed into continual pre-training (docs/continual_pt.md §3)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corpus: str = defines(description="Registered corpus (ptft.tasks.corpora) whose train documents are replayed.")
+    ratio: float = defines(gt=0.0, lt=1.0, description="Fraction of the training documents drawn from the replay "
+                                                       "corpus (a seeded draw, TrainConfig.seed).")
+
+
+class ContinualPtConfig(BaseModel):
+    """Causal-LM loss on every token of the job's corpus (`dataset`), packed across documents
+    (docs/continual_pt.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["continual_pt"] = defines("continual_pt", description="Continual pre-training on raw text.")
+    replay: ReplayConfig | None = defines(None, description="Replay of an older corpus; null: the new corpus only.")
+    old_corpus: str | None = defines(
+        None, description="Corpus whose held-out perplexity is reported as old_ppl; null: the replay corpus, if any.")
+    eval_corpora: tuple[str, ...] = defines(
+        (), description="More corpora whose held-out perplexity is reported as ppl/<name>.")
+
+    def old_domain(self) -> str | None:
+        """The corpus behind old_ppl: `old_corpus`, else the replay corpus, else none."""
+        return self.old_corpus or (self.replay.corpus if self.replay else None)
+
+    def corpora(self, dataset: str) -> tuple[str, ...]:
+        """Every corpus a run with this config reads (the new one first), for checks before anything runs."""
+        names = [dataset, *([self.replay.corpus] if self.replay else []), *filter(None, [self.old_domain()]),
+                 *self.eval_corpora]
+        return tuple(dict.fromkeys(names))
+
+
+ObjectiveConfig = Annotated[SftConfig | ContinualPtConfig, Field(discriminator="kind")]
 
 
 @dataclass(frozen=True)
@@ -97,6 +131,10 @@ def objective_for(config: Any) -> Objective:
     """The implementation of an `ObjectiveConfig`."""
     if config.kind == "sft":
         return Objective()
+    if config.kind == "continual_pt":  # lazily: SFT runs never import it
+        from trainers.continual_pt import ContinualPtObjective
+
+        return ContinualPtObjective(config)
     raise ValueError(f"unknown objective {config.kind!r}")
 
 

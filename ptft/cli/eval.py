@@ -39,6 +39,8 @@ _IDENTITY_HELP = {
     "trial_id": "Trial id recorded.",
     "epochs": "Fine-tuning epochs recorded.",
     "method": "Fine-tuning method label recorded (full, lora-r16, prompt-20; full for base models).",
+    "objective": "What the model's last training stage optimised, recorded (sft, continual_pt, dpo).",
+    "prior_stages": "Recipes: the stages before the last, recorded (e.g. continual_pt:news>sft:mnli/default).",
 }
 IdentityOptions = model_from_dataclass(ModelIdentity, name="IdentityOptions", optional=("base_model", "checkpoint"),
                                        descriptions=_IDENTITY_HELP)

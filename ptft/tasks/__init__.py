@@ -8,6 +8,16 @@
         register_declared(declared)
 """
 
+from ptft.tasks.corpora import (
+    CorpusDocuments,
+    CorpusSpec,
+    UnknownCorpusError,
+    corpus_documents,
+    get_corpus,
+    is_corpus,
+    list_corpora,
+    register_corpus,
+)
 from ptft.tasks.declared import DeclarationConflict, TaskDeclaration, declared_tasks, register_declared
 from ptft.tasks.declared_files import TaskDeclarationError, declarations_from_spec_value, load_task_file
 from ptft.tasks.errors import DataError, UnknownTaskError
@@ -34,4 +44,7 @@ __all__ = [
     "declarations_from_spec_value", "declared_tasks", "eval_set", "get_task", "in_domain", "list_tasks",
     "load_rows", "load_task_file", "join_space", "load_split", "register_declared", "template_version",
     "token_boundary", "training_set",
+    # raw-text corpora for continual pre-training (docs/continual_pt.md)
+    "CorpusDocuments", "CorpusSpec", "UnknownCorpusError", "corpus_documents", "get_corpus", "is_corpus",
+    "list_corpora", "register_corpus",
 ]

@@ -62,7 +62,8 @@ class UnknownTaskError(KeyError, ValueError):
 
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
-        self.message = f"unknown dataset {name!r}{did_you_mean(name, known)}"
+        known = sorted(known)
+        self.message = f"unknown dataset {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would repr() the message; keep it readable

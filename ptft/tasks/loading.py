@@ -170,9 +170,7 @@ def subset_indices(spec: TaskSpec, n_rows: int) -> list[int]:
     `raw['train'].shuffle(seed=42).select(range(6000))` for the same split. Splits smaller than N
     (the minis) are taken whole; `training_set` counts that.
     """
-    import datasets
-
-    order = datasets.Dataset.from_dict({"i": list(range(n_rows))}).shuffle(seed=spec.subset_seed)["i"]
+    order = seeded_order(n_rows, spec.subset_seed)
     if spec.train_subset_fraction is not None:
         take = int(n_rows * spec.train_subset_fraction)
     elif spec.train_subset_size is not None:
@@ -184,6 +182,17 @@ def subset_indices(spec: TaskSpec, n_rows: int) -> list[int]:
 
 def shuffled_order(n_rows: int, seed: int) -> list[int]:
     """Row order after `datasets.Dataset.shuffle(seed=seed)` (the study's LLMBar files)."""
-    import datasets
+    return seeded_order(n_rows, seed)
 
-    return list(datasets.Dataset.from_dict({"i": list(range(n_rows))}).shuffle(seed=seed)["i"])
+
+def seeded_order(n_rows: int, seed: int) -> list[int]:
+    """0..n-1 in the order `datasets.Dataset.shuffle(seed=seed)` gives, as the study's code drew it.
+
+    The table is built from pyarrow with fixed fingerprints: `Dataset.from_dict` would fingerprint it by
+    hashing with dill, which disassembles datasets' own functions into captured output that Ray Train
+    workers then print (120 lines of bytecode per trial)."""
+    import datasets
+    import pyarrow as pa
+
+    table = datasets.Dataset(pa.table({"i": list(range(n_rows))}), fingerprint=f"ptft-rows-{n_rows}")
+    return list(table.shuffle(seed=seed, new_fingerprint=f"ptft-rows-{n_rows}-s{seed}")["i"])

@@ -54,9 +54,10 @@ def test_study_subset_rules() -> None:
 def test_unknown_task_suggests_the_closest_name() -> None:
     with pytest.raises(UnknownTaskError) as info:
         get_task("mlni")
-    assert str(info.value) == "unknown dataset 'mlni' (did you mean 'mnli'?)"
+    known = ", ".join(sorted(list_tasks()))
+    assert str(info.value) == f"unknown dataset 'mlni' (did you mean 'mnli'?); known: {known}"
     assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
-    assert str(UnknownTaskError("zzzz", list_tasks())) == "unknown dataset 'zzzz'"
+    assert str(UnknownTaskError("zzzz", list_tasks())) == f"unknown dataset 'zzzz'; known: {known}"
 
 
 def test_bad_format_and_mode_are_named() -> None:
