@@ -57,6 +57,9 @@ class FlopsModel:
         total = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
         embedding = model.get_input_embeddings().weight
         embedding_numel = embedding.ds_numel if hasattr(embedding, "ds_numel") else embedding.numel()
+        head = model.get_output_embeddings()
+        if head is not None and head.weight is embedding:  # tied (OLMo-1B): the one matrix is the head's matmul
+            embedding_numel = 0
         heads = config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
         return cls(total - embedding_numel, config.num_hidden_layers, heads, head_dim)

@@ -201,3 +201,17 @@ def test_bad_method_values_name_the_field():
         LoraMethod(target_modules="everything")
     with pytest.raises(ValueError, match="no 'attention' preset"):
         LoraMethod(target_modules="attention").resolved_targets("mamba")
+
+
+def test_flops_count_a_tied_head_once_as_a_matmul():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from trainers.metrics import FlopsModel
+
+    def n(tied: bool) -> int:
+        config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                             num_attention_heads=4, tie_word_embeddings=tied)
+        return FlopsModel.from_model(LlamaForCausalLM(config)).matmul_params
+
+    # Untied: the input embedding (a lookup) is left out and the head (128 x 32) counted; tied: the same.
+    assert n(tied=True) == n(tied=False)
