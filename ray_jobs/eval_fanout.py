@@ -24,7 +24,7 @@ from ptft.grid.selection import selected_winner
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Plan
 from ptft.tasks.declared import TaskDeclaration, register_declared
-from ray_jobs.wandb_runs import finish_run, init_run, run_id
+from ray_jobs.wandb_runs import BASE_GROUP, cell_group, eval_run_name, finish_run, init_run, run_id, run_tags
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
                               checkpoint_tokens=base.tokens_seen(resolver, ref, revision))
             if planned.model_kind == "base":
                 model = ModelRef.of(path, revision, **pretrained)
-                models[key] = (model, "base")
+                models[key] = (model, BASE_GROUP)
             else:
                 trial = trials[planned.trial_id or state.winners[planned.cell_id or ""]]
                 output = layout.trial(trial.trial_id)
@@ -86,7 +86,7 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
                     if trial.parent_cell is not None:  # a recipe's stage: the stage before's winner
                         path, revision = layout.trial(selected_winner(layout, trial.parent_cell) or "").model, None
                     model = ModelRef.of(path, revision, adapter=output.adapter, **identity)
-                models[key] = (model, trial.cell_id)
+                models[key] = (model, cell_group(trial))
         jobs_by_key.setdefault(key, []).append(planned.job)
     config, data_source = spec.eval.eval_config(), spec.data_source()
     return [EvalRun(key, model, tuple(jobs_by_key[key]), group, config, layout.evals(key).root, data_source,
@@ -114,7 +114,9 @@ def evaluate_one_model(run: EvalRun) -> EvalSummary:
     records = [*records, *harness]
     seconds = time.perf_counter() - start
     wandb_run = init_run(run.wandb, run_id=run_id("eval", run.key, *sorted(j.job_id or "" for j in run.jobs)),
-                         name=f"eval-{run.key}", group=run.group, job_type="eval",
+                         name=eval_run_name(run.model.identity), group=run.group, job_type="eval",
+                         tags=run_tags(run.model.identity, "eval", f"model:{run.model.identity.model_kind}",
+                                       *sorted({f"eval:{j.dataset}" for j in run.jobs})),
                          config={"model_key": run.key, "revision": run.model.revision,
                                  **dataclasses.asdict(run.model.identity)})
     if wandb_run is not None:

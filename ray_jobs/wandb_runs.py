@@ -55,7 +55,11 @@ def cell_group(thing: Any) -> str:
     trial, a cell or a fine-tuned model's identity (whose checkpoint is the label itself)."""
     checkpoint = getattr(thing.checkpoint, "label", thing.checkpoint)
     method = _method_label(thing)
-    return f"{thing.train_dataset}-{thing.train_format}-ckpt {checkpoint}" + (f" {method}" if method else "")
+    objective = getattr(thing, "objective", None)
+    kind = getattr(objective, "kind", objective)  # an ObjectiveConfig (trials, cells) or its kind (identities)
+    prior = getattr(thing, "prior_stages", None)
+    return ((f"{kind} " if kind and kind != "sft" else "") + f"{thing.train_dataset}-{thing.train_format}-ckpt {checkpoint}"
+            + (f" {method}" if method else "") + (f" after {prior}" if prior else ""))
 
 
 def run_tags(thing: Any, *extra: str) -> list[str]:
