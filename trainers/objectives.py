@@ -36,6 +36,21 @@ class SftConfig(BaseModel):
     kind: Literal["sft"] = defines("sft", description="Supervised fine-tuning.")
 
 
+class DpoConfig(BaseModel):
+    """Direct preference optimisation on a preference set (`dataset`), against the stage's input model as the
+    reference (docs/dpo.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["dpo"] = defines("dpo", description="Preference tuning (DPO, Rafailov et al. 2023).")
+    beta: float = defines(0.1, gt=0.0, description="Strength of the pull towards the reference (the KL weight).")
+    loss: Literal["sigmoid", "ipo"] = defines(
+        "sigmoid", description="sigmoid: DPO's -log sigmoid(beta x margin); ipo: (margin per token - 1/(2 beta))^2.")
+    bad_rows: Literal["raise", "skip"] = defines(
+        "raise", description="A pair that cannot train (identical responses, an empty one, a prompt past "
+        "max_length): raise names it; skip counts it in the manifest.")
+
+
 class ReplayConfig(BaseModel):
     """Old-domain documents mixed into continual pre-training (docs/continual_pt.md §3)."""
 
@@ -70,7 +85,7 @@ class ContinualPtConfig(BaseModel):
         return tuple(dict.fromkeys(names))
 
 
-ObjectiveConfig = Annotated[SftConfig | ContinualPtConfig, Field(discriminator="kind")]
+ObjectiveConfig = Annotated[SftConfig | ContinualPtConfig | DpoConfig, Field(discriminator="kind")]
 
 
 @dataclass(frozen=True)
@@ -135,6 +150,10 @@ def objective_for(config: Any) -> Objective:
         from trainers.continual_pt import ContinualPtObjective
 
         return ContinualPtObjective(config)
+    if config.kind == "dpo":  # lazily, like continual_pt
+        from trainers.dpo import DpoObjective
+
+        return DpoObjective(config)
     raise ValueError(f"unknown objective {config.kind!r}")
 
 

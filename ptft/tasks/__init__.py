@@ -24,6 +24,15 @@ from ptft.tasks.errors import DataError, UnknownTaskError
 from ptft.tasks.formats.render import join_space, token_boundary
 from ptft.tasks.formats.templates import template_version
 from ptft.tasks.loading import load_rows, load_split
+from ptft.tasks.preferences import (  # preference pairs for DPO (docs/dpo.md)
+    PreferencePair,
+    PreferenceSet,
+    PreferenceSpec,
+    get_preference_set,
+    is_preference_set,
+    list_preference_sets,
+    preference_set,
+)
 from ptft.tasks.registry import get_task, in_domain, list_tasks
 from ptft.tasks.sets import eval_set, training_set
 from ptft.tasks.types import (
@@ -47,4 +56,7 @@ __all__ = [
     # raw-text corpora for continual pre-training (docs/continual_pt.md)
     "CorpusDocuments", "CorpusSpec", "UnknownCorpusError", "corpus_documents", "get_corpus", "is_corpus",
     "list_corpora", "register_corpus",
+    # preference pairs for DPO (docs/dpo.md)
+    "PreferencePair", "PreferenceSet", "PreferenceSpec", "get_preference_set", "is_preference_set",
+    "list_preference_sets", "preference_set",
 ]
