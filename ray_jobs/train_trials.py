@@ -226,9 +226,12 @@ def _last_line(error: BaseException) -> str:
     return lines[-1][:300] if lines else type(error).__name__
 
 
-def _template_version(trial: Trial) -> str:
+def _template_version(trial: Trial) -> str | None:
+    """The prompt template's version of an SFT trial (corpora and preference sets have no template)."""
     from ptft import tasks
 
+    if trial.objective.kind != "sft":
+        return None
     return tasks.template_version(trial.train_dataset, trial.train_format, trial.data_mode)
 
 

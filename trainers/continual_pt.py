@@ -70,6 +70,15 @@ class ContinualPtObjective:
     def __init__(self, config: Any) -> None:
         self.config = config
 
+    def preflight_data(self, dataset: str, source: str, config: Any) -> None:
+        """Read every corpus a run reads (training and held-out documents) as the worker will, before any
+        Ray resource: a bad row raises `tasks.DataError` naming file, line and field."""
+        from ptft.tasks.corpora import corpus_documents
+
+        for name in config.corpora(dataset):
+            corpus_documents(name, "train", source)
+            corpus_documents(name, "validation", source)
+
     def load_data(self, job: Any, tokenizer: Any) -> CorpusTrainingData:
         from trainers.adapters import with_virtual_prefix
 

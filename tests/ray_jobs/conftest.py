@@ -21,8 +21,9 @@ def tiny_checkpoints(tmp_path_factory) -> Path:
 
 
 def write_spec(folder: Path, checkpoints: Path, *, name: str, datasets=("mnli",), formats=("default",),
-               lrs=(1e-3,), n_checkpoints: int = 1, eval_datasets=("mnli_matched",), **train) -> Path:
-    """A grid spec sized for 2 CPU cores; `train` overrides TrainConfig fields."""
+               lrs=(1e-3,), n_checkpoints: int = 1, eval_datasets=("mnli_matched",), recipes: dict | None = None,
+               **train) -> Path:
+    """A grid spec sized for 2 CPU cores; `train` overrides TrainConfig fields; `recipes` as the spec's."""
     refs = [{"path": str(checkpoints / n), "step": int(n[4:])} for n in ("step100", "step400")[:n_checkpoints]]
     spec = {
         "name": name,
@@ -37,6 +38,7 @@ def write_spec(folder: Path, checkpoints: Path, *, name: str, datasets=("mnli",)
         "resources": {"workers_per_trial": 1, "gpus_per_worker": 0, "cpus_per_worker": 0.9,
                       "max_concurrent_trials": 2, "max_failures": 1, "eval_gpus_per_worker": 0,
                       "eval_cpus_per_worker": 0.9, "max_concurrent_evals": 2},
+        **({"recipes": recipes} if recipes else {}),
         "storage": str(folder / "storage"),
         "wandb": {"project": "ptft-test", "mode": "offline"},
     }
