@@ -1,15 +1,20 @@
-"""Batched greedy generation with a KV cache and early stopping.
+"""Batched generation with a KV cache and early stopping: greedy (`generate`) or seeded sampling (`sample`).
 
 The contexts run through `evals.prefill` (shared few-shot prefix once, right-padded suffixes); their
 cache is copied into a preallocated one, and every row writes its new tokens at the same columns after
 the widest context, with its own positions and its pad gap masked at every step. Rows leave the batch as soon as they hit eos or a stop sequence (their cache rows are dropped), and the
 batch ends when none is left, so a batch costs as many steps as its longest answer, not always
 `max_new_tokens`.
+
+Sampling (temperature, top-p) draws every request's tokens from its own `torch.Generator`, seeded per
+request, one uniform per generated token, so a request's sample does not depend on which batch it ran in
+(nor on the batch size), and a rerun with the same seeds draws the same samples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from evals.batching import (
     attention_mask,
@@ -33,6 +38,68 @@ def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size:
     window as the model computes them), and the text is the study's slice
     (`faithful_text`); `past_window` says whether context + generated tokens ran past the window.
     """
+    return _decode_all(lm, requests, batch_size, progress, faithful, None)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How `sample` draws each token: softmax(logits / temperature), restricted to the smallest set of
+    most likely tokens whose probability reaches `top_p` (nucleus sampling, Holtzman et al. 2020)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (greedy is `generate`), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+def sample(lm: LoadedModel, requests: Sequence[GenerationRequest], sampling: Sampling, seeds: Sequence[int],
+           batch_size: int = 16, progress: bool = False) -> list[GenerationResult]:
+    """Sampled continuations, in request order; request i draws from a generator seeded with `seeds[i]`.
+
+    Unlike `generate`, equal requests are not merged: N copies of a prompt with N seeds are N samples.
+    Contexts longer than `lm.max_length - max_new_tokens` are cut from the left, as in `generate`.
+    """
+    import torch
+
+    if len(seeds) != len(requests):
+        raise ValueError(f"{len(seeds)} seeds for {len(requests)} requests")
+    generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    return _decode_all(lm, requests, batch_size, progress, False, _Sampler(sampling, generators))
+
+
+class _Sampler:
+    """Picks the next token of every active row, each from its own request's generator."""
+
+    def __init__(self, sampling: Sampling, generators: list) -> None:
+        self.sampling, self.generators = sampling, generators
+
+    def __call__(self, logits, rows: list[int]):
+        import torch
+
+        # float64 on the CPU: the draw compares a uniform against a cumulative sum, and a row's sum must
+        # not depend on the device or on the other rows.
+        scaled = logits.double().cpu() / self.sampling.temperature
+        probs, order = torch.sort(torch.softmax(scaled, dim=-1), dim=-1, descending=True, stable=True)
+        cumulative = probs.cumsum(dim=-1)
+        if self.sampling.top_p < 1:
+            # keep a token while the mass before it is below top_p: the most likely one always stays
+            probs = probs.masked_fill(cumulative - probs >= self.sampling.top_p, 0.0)
+            cumulative = probs.cumsum(dim=-1)
+        uniforms = torch.stack([torch.rand((), generator=self.generators[row], dtype=torch.float64)
+                                for row in rows])
+        picked = torch.searchsorted(cumulative, (uniforms * cumulative[:, -1])[:, None], right=True)
+        picked = picked.clamp(max=probs.shape[-1] - 1)
+        # a uniform landing past the last kept token's edge (rounding) falls back to the last kept one
+        picked = torch.minimum(picked, (probs > 0).sum(dim=-1, keepdim=True) - 1)
+        return order.gather(-1, picked).squeeze(-1).to(logits.device)
+
+
+def _decode_all(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size: int, progress: bool,
+                faithful: bool, sampler: _Sampler | None) -> list[GenerationResult]:
     import torch
 
     contexts = lm.tokenizer([r.context for r in requests])["input_ids"] if requests else []
@@ -44,7 +111,10 @@ def generate(lm: LoadedModel, requests: Sequence[GenerationRequest], batch_size:
     prefixes = PrefixCache()
     with torch.inference_mode(), progress_bar(len(requests), "generate", progress) as bar:
         for batch in length_sorted_batches([len(ids) for ids, _ in prepared], batch_size):
-            outputs = _generate_batch(lm, [prepared[i][0] for i in batch], [requests[i] for i in batch], prefixes)
+            # the sampler sees batch rows; map them back to requests (each request keeps its generator)
+            pick = None if sampler is None else _batch_picker(sampler, batch)
+            outputs = _generate_batch(lm, [prepared[i][0] for i in batch], [requests[i] for i in batch], prefixes,
+                                      pick)
             for row, index in enumerate(batch):
                 tokens, reason = outputs[row]
                 context_ids, dropped = prepared[index]
@@ -80,8 +150,13 @@ def clean_up_tokenization(text: str) -> str:
             .replace(" 've", "'ve").replace(" 're", "'re"))
 
 
+def _batch_picker(sampler: _Sampler, batch: list[int]) -> Callable:
+    return lambda logits, rows: sampler(logits, [batch[row] for row in rows])
+
+
 def _generate_batch(lm: LoadedModel, contexts: list[list[int]], requests: list[GenerationRequest],
-                    prefixes: PrefixCache) -> list[tuple[list[int], str]]:
+                    prefixes: PrefixCache, pick: Callable | None = None) -> list[tuple[list[int], str]]:
+    """Decode one batch; `pick(logits, rows)` chooses the next tokens of the batch rows `rows` (None: greedy)."""
     import torch
 
     budget = max(r.max_new_tokens for r in requests)
@@ -92,7 +167,7 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]], requests: list[G
     # written at columns width, width + 1, ... for every row alike.
     visible = torch.zeros((len(contexts), width + budget), dtype=torch.bool, device=lm.device)
     visible[:, :width] = torch.arange(width, device=lm.device)[None, :] < lengths[:, None]
-    next_tokens = logits.argmax(dim=-1)
+    next_tokens = logits.argmax(dim=-1) if pick is None else pick(logits, list(range(len(contexts))))
     next_positions = lengths
     generated: list[list[int]] = [[] for _ in contexts]
     reasons = ["length"] * len(contexts)
@@ -127,7 +202,7 @@ def _generate_batch(lm: LoadedModel, contexts: list[list[int]], requests: list[G
         visible[:, width + step] = True
         out = lm.model(input_ids=next_tokens[:, None], attention_mask=attention_mask(lm, visible[:, None, None, :]),
                        position_ids=next_positions[:, None], past_key_values=cache, use_cache=True)
-        next_tokens = out.logits[:, -1, :].argmax(dim=-1)
+        next_tokens = out.logits[:, -1, :].argmax(dim=-1) if pick is None else pick(out.logits[:, -1, :], active)
         next_positions = next_positions + 1
     return [(generated[row], reasons[row]) for row in range(len(contexts))]
 
