@@ -112,6 +112,22 @@ class ResultRecord(ModelIdentity):
         return cls(**row)
 
 
+def stage_name(objective: str, train_dataset: str, train_format: str, method: str) -> str:
+    """One training stage as a recipe's lineage names it: `continual_pt:news`, `sft:mnli/default`,
+    `sft:mnli/default-lora-r16` (the plan writes `prior_stages` with it; the analysis reads it back)."""
+    fmt = f"/{train_format}" if objective == "sft" else ""
+    return f"{objective}:{train_dataset}{fmt}" + ("" if method == "full" else f"-{method}")
+
+
+def lineage(identity: ModelIdentity) -> str | None:
+    """Every stage that produced a fine-tuned model, in order (None for a base model)."""
+    if identity.model_kind == "base" or identity.train_dataset is None:
+        return None
+    own = stage_name(identity.objective, identity.train_dataset, identity.train_format or "default",
+                     identity.method)
+    return f"{identity.prior_stages}>{own}" if identity.prior_stages else own
+
+
 def write_records(path: str, records: Iterable[ResultRecord]) -> None:
     """Write records as JSONL, atomically."""
     storage.atomic_write_jsonl(path, (r.to_dict() for r in records))

@@ -12,6 +12,7 @@ from evals.analysis import matrices
 from evals.analysis.frame import MAIN_STEP, check_duplicates, records_frame
 from evals.analysis.methods import method_comparison_table
 from evals.analysis.provenance import Provenance, collect_provenance
+from evals.analysis.stages import stage_table
 from evals.analysis.tables import CHANCE_MARGIN, Analysis
 from evals.results import ResultRecord
 
@@ -88,5 +89,6 @@ def analyze(records: Sequence[ResultRecord], *, main_step: int = MAIN_STEP, chan
         main_step=main_step,
         chance_margin=chance_margin,
         method_comparison=method_comparison_table(transfer, forgetting),
+        stages=stage_table(records),
         provenance=provenance if provenance is not None else collect_provenance(records, inputs=notes),
     )

@@ -82,7 +82,7 @@ def in_domain_gain(analysis: Analysis) -> str:
         return "<p>No fine-tuned model has both values on its own eval set, so there is no in-domain gain to report.</p>"
     flags = (multi(table, "method"), multi(table, "lr"), multi(table, "source") or multi(table, "mode"))
     sentences = []
-    keys = ["source", "mode", "base_model", "train_dataset", "train_format", "method", "lr"]
+    keys = ["source", "mode", "base_model", "train_dataset", "train_format", "method", "lr", "prior_stages"]
     for _, rows in table.groupby(keys, sort=True, dropna=False):
         rows = by_step(rows)
         first = rows.iloc[0].to_dict()

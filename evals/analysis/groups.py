@@ -35,7 +35,7 @@ GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
 # incomparable numbers. Sources and learning rates are pooled (the study pools xsum's 2e-7 with the
 # others' 2e-6, and its MC pairs come from the official table).
 # Methods are never pooled either: a group's Δ̄ under LoRA is its own curve beside full SFT's.
-PARTITION = ("mode", "base_model", "shots", "train_format", "eval_format", "method")
+PARTITION = ("mode", "base_model", "shots", "train_format", "eval_format", "method", "prior_stages")
 GROUP_COLUMNS = ["group", "checkpoint", "delta_mean", "n", "slope", "rel_delta_mean", "step", "n_pairs",
                  "n_artifact", *PARTITION, "checkpoint_step"]
 

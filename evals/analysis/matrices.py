@@ -21,7 +21,9 @@ FORMATS = ("default", "instruct", "io")
 
 # A fine-tuned model's training configuration, and what it was evaluated on. The method is part of it:
 # full SFT and LoRA from one checkpoint at one lr are two configurations, never one overwritten by the other.
-CFG_FIELDS = ("source", "mode", "base_model", "train_dataset", "train_format", "method", "lr")
+# `prior_stages` is part of it too: a recipe's SFT stage after continual pre-training is another model than
+# the plain SFT cell on the same checkpoint, dataset and lr (docs/recipes.md).
+CFG_FIELDS = ("source", "mode", "base_model", "train_dataset", "train_format", "method", "lr", "prior_stages")
 EVAL_FIELDS = ("eval_dataset", "eval_format", "shots", "metric")
 # A base record is the partner of a fine-tuned one when all of these agree. Source is part of it on
 # purpose: records from different harnesses are never compared with each other.
@@ -37,17 +39,18 @@ TRANSFER_COLUMNS = [
     "checkpoint", "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots",
     "base", "finetuned", "delta", "rel_delta",
     "checkpoint_step", "step", "source", "mode", "base_model", "metric", "base_std", "finetuned_std", "status",
-    "method", "delta_ci_low", "delta_ci_high",
+    "method", "delta_ci_low", "delta_ci_high", "prior_stages",
 ]
 TRANSFER_MEAN_COLUMNS = [
     "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots", "delta_mean", "n",
     "n_missing", "n_checkpoints", "delta_std", "rel_delta_mean", "source", "mode", "base_model", "metric", "method",
+    "prior_stages",
 ]
 FORGETTING_COLUMNS = [
     "checkpoint", "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots",
     "base", "finetuned", "delta", "forgetting", "chance_level", "base_at_chance", "label_artifact", "flagged",
     "checkpoint_step", "step", "source", "mode", "base_model", "metric", "status", "method",
-    "delta_ci_low", "delta_ci_high",
+    "delta_ci_low", "delta_ci_high", "prior_stages",
 ]
 
 
@@ -97,7 +100,7 @@ def transfer_table(records: Sequence[ResultRecord], main_step: int) -> pd.DataFr
 
     rows = []
     for cfg in sorted(checkpoints, key=lambda c: tuple(str(x) for x in c)):
-        source, mode, base_model, train_dataset, train_format, method, lr = cfg
+        source, mode, base_model, train_dataset, train_format, method, lr, prior_stages = cfg
         steps = checkpoints[cfg]
         for checkpoint in checkpoint_order(steps.items(), main_step):
             for ev in sorted(evals[cfg], key=lambda e: tuple(str(x) for x in e)):
@@ -120,7 +123,7 @@ def transfer_table(records: Sequence[ResultRecord], main_step: int) -> pd.DataFr
                     "checkpoint_step": steps[checkpoint], "step": plot_step(steps[checkpoint], main_step),
                     "source": source, "mode": mode, "base_model": base_model, "metric": metric,
                     "base_std": base_se, "finetuned_std": ft_se, "status": status, "method": method,
-                    "delta_ci_low": delta - half, "delta_ci_high": delta + half,
+                    "delta_ci_low": delta - half, "delta_ci_high": delta + half, "prior_stages": prior_stages,
                 })
     return pd.DataFrame(rows, columns=TRANSFER_COLUMNS).astype({"checkpoint_step": "Int64", "step": "Int64"})
 
@@ -141,7 +144,7 @@ def _none(value):
 
 def transfer_mean_table(transfer: pd.DataFrame) -> pd.DataFrame:
     """The mean of Δ over checkpoints per (configuration, eval cell), with n (present) and n_missing."""
-    keys = ["source", "mode", "base_model", "train_dataset", "train_format", "method", "lr",
+    keys = ["source", "mode", "base_model", "train_dataset", "train_format", "method", "lr", "prior_stages",
             "eval_dataset", "eval_format", "shots", "metric"]
     rows = []
     for key, cells in _cell_groups(transfer, keys).items():
@@ -198,11 +201,11 @@ def format_sensitivity_table(records: Sequence[ResultRecord], main_step: int) ->
     rows = []
     def order(key: tuple) -> tuple:  # checkpoints by step (the final model last), not as text
         step = next(iter(models[key].values())).checkpoint_step
-        return (*(str(x) for x in key[:8]), *(str(x) for x in key[9:]), step is None, step or 0, str(key[8]))
+        return (*(str(x) for x in key[:9]), *(str(x) for x in key[10:]), step is None, step or 0, str(key[9]))
 
     for key in sorted(models, key=order):
-        (kind, source, mode, base_model, train_dataset, train_format, method, lr, checkpoint, eval_dataset, shots,
-         metric) = key
+        (kind, source, mode, base_model, train_dataset, train_format, method, lr, prior_stages, checkpoint,
+         eval_dataset, shots, metric) = key
         by_format = models[key]
         values = [float(r.value) for r in by_format.values()]
         expected = seen_formats[(source, mode, eval_dataset, shots, metric)]
@@ -217,11 +220,12 @@ def format_sensitivity_table(records: Sequence[ResultRecord], main_step: int) ->
         }
         row.update({f"value_{f}": float(by_format[f].value) if f in by_format else NAN for f in all_formats})
         row.update(checkpoint_step=step, step=plot_step(step, main_step), source=source, mode=mode,
-                   base_model=base_model, metric=metric, method=method)
+                   base_model=base_model, metric=metric, method=method, prior_stages=prior_stages)
         rows.append(row)
     columns = ["model_kind", "checkpoint", "train_dataset", "train_format", "lr", "eval_dataset", "shots",
                "n_formats", "n_formats_missing", "formats_missing", *[f"value_{f}" for f in all_formats],
-               "max", "min", "spread", "checkpoint_step", "step", "source", "mode", "base_model", "metric", "method"]
+               "max", "min", "spread", "checkpoint_step", "step", "source", "mode", "base_model", "metric", "method",
+               "prior_stages"]
     return pd.DataFrame(rows, columns=columns).astype({"checkpoint_step": "Int64", "step": "Int64"})
 
 
@@ -233,11 +237,11 @@ def curves_table(records: Sequence[ResultRecord], main_step: int) -> pd.DataFram
         "checkpoint": r.checkpoint, "checkpoint_step": r.checkpoint_step,
         "step": plot_step(r.checkpoint_step, main_step), "value": float(r.value), "std": _num(r.std),
         "source": r.source, "mode": r.mode, "base_model": r.base_model, "method": r.method,
-        "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high),
+        "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high), "prior_stages": r.prior_stages,
     } for r in records]
     columns = ["model_kind", "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots",
                "metric", "checkpoint", "checkpoint_step", "step", "value", "std", "source", "mode", "base_model",
-               "method", "ci_low", "ci_high"]
+               "method", "ci_low", "ci_high", "prior_stages"]
     frame = pd.DataFrame(rows, columns=columns).astype({"checkpoint_step": "Int64", "step": "Int64"})
     order = ["source", "mode", "eval_dataset", "eval_format", "shots", "model_kind", "train_dataset", "method", "step"]
     return frame.sort_values(order, na_position="first", kind="stable").reset_index(drop=True)

@@ -17,12 +17,13 @@ from evals.analysis import taskinfo
 from evals.analysis.matrices import Z95
 
 NAN = float("nan")
-KEYS = ("source", "mode", "base_model", "shots", "train_dataset", "train_format", "lr", "method", "checkpoint")
+KEYS = ("source", "mode", "base_model", "shots", "train_dataset", "train_format", "lr", "method", "checkpoint",
+        "prior_stages")
 METHOD_COMPARISON_COLUMNS = [
     "train_dataset", "train_format", "method", "lr", "checkpoint", "shots",
     "in_domain_base", "in_domain_finetuned", "in_domain_gain", "in_domain_ci_low", "in_domain_ci_high",
     "n_in_domain", "in_domain_evals", "off_task_forgetting", "off_task_delta", "off_task_ci_low", "off_task_ci_high",
-    "n_off_task", "n_off_task_flagged", "checkpoint_step", "step", "source", "mode", "base_model",
+    "n_off_task", "n_off_task_flagged", "checkpoint_step", "step", "source", "mode", "base_model", "prior_stages",
 ]
 
 

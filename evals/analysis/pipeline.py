@@ -123,6 +123,10 @@ def run_analysis(config: AnalyzeConfig, *, spec_yaml: str | None = None) -> Anal
                                     plan=plan_summary(config.storage) if config.storage else None)
     analysis = analyze(records, main_step=config.main_step, chance_margin=config.chance_margin,
                        notes=notes, title=title, provenance=provenance)
+    if config.storage:  # recipes: what each stage's own held-out data says (perplexities, reward accuracy)
+        from evals.analysis.stages import stage_training_table
+
+        analysis.stage_training = stage_training_table(config.storage)
     from evals.analysis import plots
 
     figures = plots.all_figures(analysis)

@@ -20,6 +20,7 @@ from evals.analysis import formatting, taskinfo
 from evals.analysis.matrices import FORMATS, Z95
 from evals.analysis.tables import Analysis
 
+NAN = float("nan")
 ACCURACY_METRICS = ("accuracy", "acc", "acc_norm")
 
 
@@ -46,6 +47,9 @@ def train_labels(frame: pd.DataFrame) -> pd.Series:
         text = str(row["train_dataset"])
         if row["train_dataset"] in varies:
             text += f" ({row['train_format']}, {_lr_text(row['lr'])})"
+        prior = row.get("prior_stages")
+        if isinstance(prior, str) and prior:  # a recipe's later stage: say what came before it
+            text = f"{prior} > {text}"
         return f"{text} · {row['method']}" if multi_method else text
 
     return frame.apply(label, axis=1)
@@ -322,6 +326,42 @@ def _method_panel(ax, rows: pd.DataFrame, colors: dict[str, str]) -> None:
     ax.axvline(0, color="grey", linewidth=0.8)
 
 
+def stage_figures(analysis: Analysis) -> dict[str, bytes]:
+    """Recipes: each eval set's score along the recipe (base, stage 1, stage 2, ...), one line per recipe
+    chain and checkpoint, so what a later stage took away from an earlier one is a line going down."""
+    table = analysis.stages
+    if table.empty:
+        return {}
+    figures: dict[str, bytes] = {}
+    for (source, mode, base_model), sub in table.groupby(["source", "mode", "base_model"], sort=True):
+        evals = sorted(set(sub["eval_dataset"]))[:8]
+        leaves = [line for line in sorted(set(sub["lineage"]))
+                  if not any(other.startswith(line + ">") for other in set(sub["lineage"]))]
+        with kit.styled():
+            fig, axes = kit.new_figure(1, len(evals), width=3.2 * len(evals) + 1.5, height=3.4, sharey=False)
+            for ax, eval_dataset in zip(axes[0], evals, strict=True):
+                cells = sub[sub["eval_dataset"] == eval_dataset]
+                for leaf in leaves:
+                    chain = [">".join(leaf.split(">")[:i]) for i in range(1, leaf.count(">") + 2)]
+                    for checkpoint, rows in cells[cells["lineage"].isin(chain)].groupby("checkpoint", sort=True):
+                        by_line = {r["lineage"]: r for r in rows.to_dict("records")}
+                        if chain[0] not in by_line:
+                            continue
+                        values = [by_line[chain[0]]["base"]] + [by_line[c]["value"] if c in by_line else NAN for c in chain]
+                        ax.plot(range(len(values)), values, marker="o",
+                                label=f"{leaf.split('>')[-1]} · ckpt {checkpoint}")
+                ax.set_xticks(range(max((leaf.count(">") + 2 for leaf in leaves), default=1)))
+                ax.set_xticklabels(["base", *[f"stage {i}" for i in range(1, max(leaf.count(">") + 2 for leaf in leaves))]])
+                ax.set_title(eval_dataset)
+                ax.set_ylabel(str(cells["metric"].iloc[0]) if len(cells) else "")
+            handles, labels = axes[0][0].get_legend_handles_labels()
+            if handles:
+                fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8)
+            fig.suptitle(f"Scores along each recipe: {str(base_model).rstrip('/').split('/')[-1]} ({source}, {mode})")
+            figures.update(kit.save(fig, f"stages_{slug(source, mode, base_model)}"))
+    return figures
+
+
 # The few figures that summarise an analysis (what W&B gets as images).
 SUMMARY_FIGURES = (transfer_mean_figures, forgetting_figures, format_figures, group_figures,
                    method_comparison_figures)
@@ -330,6 +370,6 @@ SUMMARY_FIGURES = (transfer_mean_figures, forgetting_figures, format_figures, gr
 def all_figures(analysis: Analysis) -> dict[str, bytes]:
     """Every figure of the analysis, keyed by file name (a .png and a .pdf each)."""
     figures: dict[str, bytes] = {}
-    for make in SUMMARY_FIGURES + (transfer_checkpoint_figures, curve_figures):
+    for make in SUMMARY_FIGURES + (transfer_checkpoint_figures, curve_figures, stage_figures):
         figures.update(make(analysis))
     return figures

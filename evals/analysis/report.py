@@ -17,6 +17,7 @@ from evals.analysis import findings
 from evals.analysis import formatting as fmt
 from evals.analysis import html_tables as ht
 from evals.analysis.provenance import Provenance
+from evals.analysis.stages import stage_summary
 from evals.analysis.tables import Analysis
 
 _STYLE = """
@@ -47,6 +48,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:0.2em 1em}dt{font-weig
 SECTIONS = [
     ("findings", "Findings"),
     ("methods", "Fine-tuning methods: learning against forgetting"),
+    ("stages", "Recipes: what each stage changed"),
     ("transfer", "Transfer: Δ = fine-tuned − base"),
     ("forgetting", "Forgetting: min(0, Δ) off the trained task"),
     ("format", "Format sensitivity"),
@@ -198,6 +200,37 @@ def _appendix(analysis: Analysis, figures: dict[str, bytes]) -> str:
             + ht.collapsed(f"{len(files)} files", links))
 
 
+def _stages(analysis: Analysis, figures: dict[str, bytes]) -> str:
+    """Each recipe stage's model against the base and against the stage before it (docs/recipes.md)."""
+    summary = stage_summary(analysis.stages)
+    intro = ("<p>Every model a recipe trained, per checkpoint: the mean Δ over all eval cells against the base "
+             "checkpoint and against the stage before it (for a first stage the two are the same), and the eval "
+             "set the stage moved most against the stage before. The full table is <code>stages.csv</code>.</p>")
+    columns = [ht.text("lineage", "stages"), ht.checkpoint(), ht.text("objective"),
+               ht.delta("mean_delta_vs_base", "mean Δ vs base"), ht.delta("mean_delta_vs_parent", "mean Δ vs stage before"),
+               ht.text("most_moved_eval", "moved most"), ht.delta("most_moved_delta", "its Δ vs stage before"),
+               ht.count("n", "eval cells")]
+    cells = analysis.stages
+    detail = [ht.text("lineage", "stages"), ht.checkpoint(), ht.text("eval_dataset", "eval"),
+              ht.text("eval_format", "format"), ht.value("base"), ht.value("parent_value", "stage before"),
+              ht.value("value", "this stage"), ht.delta("delta_vs_base", "Δ vs base"),
+              ht.delta("delta_vs_parent", "Δ vs stage before")]
+    training = ""
+    if not analysis.stage_training.empty:
+        shown = [c for c in ("val_ppl", "old_ppl", "reward_accuracy", "margin")
+                 if analysis.stage_training[c].notna().any()]
+        training = ("<h3>Each stage on its own held-out data</h3><p>The winning lr's final metrics: perplexity "
+                    "on the new corpus (val_ppl) and on the old one (old_ppl) for continual pre-training; reward "
+                    "accuracy (chosen margin &gt; 0; 0.5 is chance) and the mean margin on held-out pairs for DPO."
+                    "</p>" + ht.render_table(analysis.stage_training,
+                                             [ht.text("lineage", "stages"), ht.checkpoint(), ht.text("objective"),
+                                              ht.lr(), *[ht.value(c, metric_field=None) for c in shown]],
+                                             table_id="t-stage-training"))
+    return (intro + training + _images(figures, "stages_") + ht.render_table(summary, columns, table_id="t-stages")
+            + ht.collapsed("Every eval cell of every stage",
+                           ht.render_table(cells, detail, table_id="t-stage-cells")))
+
+
 def render_report(analysis: Analysis, figures: dict[str, bytes]) -> str:
     """The HTML report for `analysis`, embedding the PNGs of `figures` (file name -> bytes)."""
     body: dict[str, str | None] = {
@@ -209,6 +242,8 @@ def render_report(analysis: Analysis, figures: dict[str, bytes]) -> str:
         # only where two methods ran: a single-method grid's page stays as it was
         "methods": (_images(figures, "method_comparison_") + findings.method_table(analysis)
                     if len(analysis.methods) > 1 else None),
+        "stages": (_stages(analysis, figures) if not (analysis.stages.empty and analysis.stage_training.empty)
+                   else None),
         "transfer": _transfer(analysis, figures),
         "forgetting": _forgetting(analysis, figures),
         "format": _format(analysis, figures),

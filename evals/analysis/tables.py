@@ -37,6 +37,8 @@ class Analysis:
     chance_margin: float = CHANCE_MARGIN
     method_comparison: pd.DataFrame = field(default_factory=pd.DataFrame)
     provenance: Provenance | None = None
+    stages: pd.DataFrame = field(default_factory=pd.DataFrame)  # recipes: each stage against base and parent
+    stage_training: pd.DataFrame = field(default_factory=pd.DataFrame)  # recipes: winners' held-out metrics
 
     @property
     def methods(self) -> list[str]:
@@ -48,4 +50,6 @@ class Analysis:
         """The CSV tables by file stem (results, transfer, transfer_mean, forgetting, ..., method_comparison)."""
         return {"results": self.results, "transfer": self.transfer, "transfer_mean": self.transfer_mean,
                 "forgetting": self.forgetting, "format_sensitivity": self.format_sensitivity,
-                "groups": self.groups, "curves": self.curves, "method_comparison": self.method_comparison}
+                "groups": self.groups, "curves": self.curves, "method_comparison": self.method_comparison,
+                **({"stages": self.stages} if not self.stages.empty else {}),
+                **({"stage_training": self.stage_training} if not self.stage_training.empty else {})}

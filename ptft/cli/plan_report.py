@@ -166,17 +166,25 @@ def print_plan(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None 
         f"{len(plan.eval_jobs) - base_jobs} fine-tuned) on {len(plan.eval_models())} models"
     )
 
-    cells = Table(title="Cells (checkpoint x training dataset x format)")
-    for col in ("cell id", "checkpoint", "revision", "dataset", "format", "epochs", "learning rates",
-                "train tokens/trial"):
+    methods = len({c.method.label for c in plan.cells}) > 1
+    staged = bool(spec.recipes)
+    cells = Table(title="Cells (checkpoint x training dataset x format"
+                  + (" x method" if methods else "") + ("; recipes: stages after their input" if staged else "") + ")")
+    columns = ["cell id", "checkpoint", "revision", "dataset", "format", *(["method"] if methods else []),
+               *(["stage", "after", "recipes"] if staged else []), "epochs", "learning rates", "train tokens/trial"]
+    for col in columns:
         cells.add_column(col)
     for cell in plan.cells:
         first = plan.trials_of(cell.cell_id)[0]
         rev = (revisions or {}).get(cell.checkpoint_label) or _unresolved(
             spec.model_named(cell.model_name).checkpoint_naming(), cell.checkpoint)
-        cells.add_row(cell.cell_id, cell.checkpoint_label, rev, cell.train_dataset, cell.train_format,
-                      str(cell.epochs), ", ".join(f"{lr:g}" for lr in cell.lrs),
-                      _si(estimate.train_tokens_per_trial[first.trial_id]))
+        kind = "" if cell.objective.kind == "sft" else f"{cell.objective.kind}: "
+        stage = [str(cell.stage), cell.prior_stages or "checkpoint",
+                 ", ".join(cell.recipes) + (" + plain" if cell.plain and cell.recipes else "")
+                 + (" (shared)" if len(cell.recipes) + cell.plain > 1 else "")] if staged else []
+        cells.add_row(cell.cell_id, cell.checkpoint_label, rev, kind + cell.train_dataset, cell.train_format,
+                      *([cell.method.label] if methods else []), *stage, str(cell.epochs),
+                      ", ".join(f"{lr:g}" for lr in cell.lrs), _si(estimate.train_tokens_per_trial[first.trial_id]))
     console.print(cells)
 
     evals = Table(title=f"Eval jobs per model ({spec.eval.mode} mode, shots {spec.eval.shots})")
@@ -196,8 +204,20 @@ def print_plan(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None 
     n = f"{estimate.num_params:,}" if estimate.num_params else "unknown (set model.num_params)"
     console.print("[bold]Estimate[/bold]")
     console.print(f"  parameters            {n}")
-    console.print(f"  training tokens       {_si(estimate.train_tokens)}  ->  {_si(estimate.train_flops)}FLOP (6·N·tokens)")
+    console.print(f"  training tokens       {_si(estimate.train_tokens)}  ->  {_si(estimate.train_flops)}FLOP (6·N·tokens; 4·N where the base is frozen)")
     console.print(f"  eval tokens           {_si(estimate.eval_tokens)}  ->  {_si(estimate.eval_flops)}FLOP (2·N·tokens)")
+    if len(estimate.methods) > 1:
+        for label, cost in estimate.methods.items():
+            trained = f"{cost.trainable_params:,}" if cost.trainable_params is not None else "?"
+            memory = f"{cost.model_state_bytes / 2**30:.2f} GiB" if cost.model_state_bytes is not None else "?"
+            console.print(f"  {('method ' + label):<22}{cost.trials} trials, {trained} trained parameters, "
+                          f"{_si(cost.train_flops)}FLOP, model states {memory}/trial")
+    if staged:
+        for stage in sorted({t.stage for t in plan.trials}):
+            trials = [t for t in plan.trials if t.stage == stage]
+            tokens = sum(estimate.train_tokens_per_trial[t.trial_id] for t in trials)
+            kinds = ", ".join(sorted({t.objective.kind for t in trials}))
+            console.print(f"  {('stage ' + str(stage)):<22}{len(trials)} trials ({kinds}), {_si(tokens)} training tokens")
     rows = "registry split sizes" if estimate.data_source == "hub" else "rows counted in the local files"
     console.print(f"  rows from             {rows}")
     wall = estimate.wall

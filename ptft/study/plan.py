@@ -23,6 +23,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from evals.jobs import EvalJob
+from evals.rejection import RejectionConfig
+from evals.results import stage_name
 from ptft.core.identity import identity_of
 from ptft.core.ids import content_hash
 from ptft.study.checkpoints import CheckpointRef
@@ -69,16 +71,21 @@ class Cell:
     recipes: tuple[str, ...] = ()
     last_in_recipe: bool = False  # the last stage of at least one recipe
     plain: bool = True  # from train.datasets (False: only recipes train it)
+    # a rejection_sampling stage (docs/rejection_sampling.md): how its SFT data is sampled; its trials
+    # train SFT on the kept set, which the grid writes before the stage's wave
+    rejection: Any = None  # an evals.rejection.RejectionConfig
 
     @property
     def label(self) -> str:
         """Readable name of the cell (W&B groups, logs)."""
-        return (f"{_model_prefix(self.model_name)}{_stage_prefix(self.objective, self.stage)}{self.train_dataset}-"
-                f"{self.train_format}{_method_suffix(self.method)}-ckpt{self.checkpoint.label}")
+        return (f"{_model_prefix(self.model_name)}{_stage_prefix(self.objective, self.stage, self.rejection)}"
+                f"{self.train_dataset}-{self.train_format}{_method_suffix(self.method)}-ckpt{self.checkpoint.label}")
 
     @property
     def step_name(self) -> str:
         """This stage as the next stage's `prior_stages` names it."""
+        if self.rejection is not None:  # as its records name it (Trial.stage_kind)
+            return f"rejection_sampling:{self.train_dataset}{_method_suffix(self.method)}"
         return _step_name(self.objective, self.train_dataset, self.train_format, self.method)
 
     @property
@@ -94,6 +101,7 @@ class Cell:
         out["checkpoint"] = self.checkpoint.label
         out["checkpoint_step"] = self.checkpoint.step
         out["lrs"] = list(self.lrs)
+        out["rejection"] = None if self.rejection is None else self.rejection.model_dump(mode="json")
         return out
 
 
@@ -101,15 +109,14 @@ def _method_suffix(method: Any) -> str:
     return "" if method.label == "full" else f"-{method.label}"
 
 
-def _stage_prefix(objective: Any, stage: int) -> str:
+def _stage_prefix(objective: Any, stage: int, rejection: Any = None) -> str:
     """Plain SFT cells keep today's names; a later stage or another objective says which it is."""
-    kind = "" if objective.kind == "sft" else f"{objective.kind}-"
+    kind = "rs-" if rejection is not None else "" if objective.kind == "sft" else f"{objective.kind}-"
     return (f"s{stage}-" if stage > 1 else "") + kind
 
 
 def _step_name(objective: Any, dataset: str, fmt: str, method: Any) -> str:
-    fmt_part = f"/{fmt}" if objective.kind == "sft" else ""
-    return f"{objective.kind}:{dataset}{fmt_part}{_method_suffix(method)}"
+    return stage_name(objective.kind, dataset, fmt, method.label)
 
 
 class Trial(BaseModel):
@@ -131,16 +138,22 @@ class Trial(BaseModel):
     parent_cell: str | None = None  # recipes: the cell whose winner this trial starts from
     stage: int = 1
     prior_stages: str | None = None
+    rejection: RejectionConfig | None = None  # a rejection_sampling stage: SFT on its kept set
 
     @property
     def epochs(self) -> int:
         return self.config.epochs
 
     @property
+    def stage_kind(self) -> str:
+        """What the stage does, as records name it: the objective's kind, or rejection_sampling."""
+        return "rejection_sampling" if self.rejection is not None else self.objective.kind
+
+    @property
     def name(self) -> str:
         """Readable, unique name for Tune trials, folders and W&B runs."""
-        return (f"{_model_prefix(self.model_name)}{_stage_prefix(self.objective, self.stage)}{self.train_dataset}-"
-                f"{self.train_format}{_method_suffix(self.method)}-ckpt{self.checkpoint.label}-lr{self.lr:g}-"
+        return (f"{_model_prefix(self.model_name)}{_stage_prefix(self.objective, self.stage, self.rejection)}"
+                f"{self.train_dataset}-{self.train_format}{_method_suffix(self.method)}-ckpt{self.checkpoint.label}-lr{self.lr:g}-"
                 f"{self.trial_id}")
 
     def to_json(self) -> dict[str, Any]:
@@ -294,10 +307,15 @@ def _expand_recipe(spec: ExperimentSpec, model: Any, model_name: str | None, ref
     train = spec.train
     frontier: list[Cell | None] = [None]
     for index, stage in enumerate(stages):
-        objective = _stage_objective(stage)
+        rejection = stage.rejection_config() if stage.kind == "rejection_sampling" else None
+        if rejection is not None and "://" in spec.storage:
+            raise ValueError(f"recipes.{recipe}[{index}]: a rejection_sampling stage reads its kept set as a "
+                             f"folder task, so storage must be a local (shared) folder, not {spec.storage}")
+        objective = SftConfig() if rejection is not None else _stage_objective(stage)
         method_spec = stage.method or MethodSpec(method=FullMethod())
         entries = stage.sft_datasets() if stage.kind == "sft" else [TrainDataset.model_construct(
-            name=stage.dataset, formats=["default"], learning_rates=None, epochs=None, methods=None)]
+            name=stage.dataset, formats=[rejection.fmt if rejection else "default"], learning_rates=None,
+            epochs=None, methods=None)]
         last = index == len(stages) - 1
         next_frontier: list[Cell | None] = []
         for parent in frontier:
@@ -308,10 +326,11 @@ def _expand_recipe(spec: ExperimentSpec, model: Any, model_name: str | None, ref
                 config = plain.model_copy(update=overrides) if overrides else plain
                 lrs = tuple(_lr_values(stage.learning_rates) if stage.learning_rates is not None
                             else train.lrs_for(entry, method_spec))
-                formats = (entry.formats or stage.formats or train.formats) if stage.kind == "sft" else ["default"]
+                formats = ((entry.formats or stage.formats or train.formats) if stage.kind == "sft"
+                           else [rejection.fmt] if rejection else ["default"])
                 for fmt in formats:
                     cell = _stage_cell(spec, model, model_name, ref, entry.name, fmt, config, plain, lrs,
-                                       method_spec.method, objective, parent, trials, by_id)
+                                       method_spec.method, objective, parent, trials, by_id, rejection)
                     existing = by_id.get(cell.cell_id)
                     if existing is not None and existing.lrs != cell.lrs:
                         raise ValueError(
@@ -337,7 +356,8 @@ def _lr_values(lrs: Any) -> list[float]:
 
 def _stage_cell(spec: ExperimentSpec, model: Any, model_name: str | None, ref: CheckpointRef, dataset: str,
                 fmt: str, config: TrainConfig, plain: TrainConfig, lrs: tuple[float, ...], method: Any,
-                objective: Any, parent: Cell | None, trials: list[Trial], by_id: dict[str, Cell]) -> Cell:
+                objective: Any, parent: Cell | None, trials: list[Trial], by_id: dict[str, Cell],
+                rejection: RejectionConfig | None = None) -> Cell:
     """A recipe stage's cell. Its id is today's cell id when it is an SFT stage on the checkpoint with the
     train: section's settings (so it is the plain cell), plus what differs: the objective, the stage's own
     TrainConfig, and the input model (the parent cell and its lr set)."""
@@ -352,6 +372,9 @@ def _stage_cell(spec: ExperimentSpec, model: Any, model_name: str | None, ref: C
         defining["method"] = method.identity()
     if objective.kind != "sft":
         defining["objective"] = identity_of(objective)
+    if rejection is not None:  # its prompts are rendered in fixed mode, whatever train.mode says
+        defining |= {"data_mode": "fixed", "template": _template_version(dataset, fmt, "fixed"),
+                     "rejection": identity_of(rejection)}
     if config != plain:
         defining["train"] = identity_of(config)
     if parent is not None:
@@ -361,13 +384,16 @@ def _stage_cell(spec: ExperimentSpec, model: Any, model_name: str | None, ref: C
         f"{parent.prior_stages}>{parent.step_name}" if parent.prior_stages else parent.step_name)
     return Cell(content_hash(defining), ref, dataset, fmt, config.epochs, lrs, method, model_name,
                 parent=parent.cell_id if parent else None, objective=objective,
-                stage=1 if parent is None else parent.stage + 1, prior_stages=prior, plain=False)
+                stage=1 if parent is None else parent.stage + 1, prior_stages=prior, plain=False,
+                rejection=rejection)
 
 
 def _cell_trials(cell: Cell, config: TrainConfig, mode: str) -> list[Trial]:
     return [Trial(trial_id=content_hash({"v": PLAN_VERSION, "cell": cell.cell_id, "lr": lr, "train": identity_of(config)}),
                   cell_id=cell.cell_id, lr=lr, checkpoint=cell.checkpoint, train_dataset=cell.train_dataset,
-                  train_format=cell.train_format, data_mode="fixed" if cell.objective.kind != "sft" else mode,
+                  train_format=cell.train_format,
+                  data_mode="fixed" if cell.objective.kind != "sft" or cell.rejection is not None else mode,
                   config=config, method=cell.method, model_name=cell.model_name, objective=cell.objective,
-                  parent_cell=cell.parent, stage=cell.stage, prior_stages=cell.prior_stages)
+                  parent_cell=cell.parent, stage=cell.stage, prior_stages=cell.prior_stages,
+                  rejection=cell.rejection)
             for lr in cell.lrs]

@@ -101,3 +101,35 @@ def test_a_single_method_grid_has_no_method_section_or_figure(tmp_path):
     html = (tmp_path / "report.html").read_text()
     assert '<section id="methods">' not in html and "One fine-tuning method in these records (full)" in html
     assert (tmp_path / "method_comparison.csv").is_file()
+
+
+def test_the_stage_table_compares_each_stage_with_the_base_and_the_stage_before():
+    from evals.analysis.compute import analyze
+    from evals.analysis.stages import stage_summary
+    from evals.results import ResultRecord
+
+    def record(value, **identity):
+        kind = "finetuned" if identity else "base"
+        return ResultRecord(model_kind=kind, base_model="m", checkpoint="step1", checkpoint_step=1,
+                            eval_dataset="mnli_matched", eval_format="default", shots=0, metric="accuracy",
+                            value=value, std=0.01, n=100, **identity)
+
+    cpt = dict(train_dataset="news", train_format="default", objective="continual_pt", lr=1e-4)
+    sft = dict(train_dataset="mnli", train_format="default", lr=1e-5)
+    records = [record(0.40), record(0.42, **cpt), record(0.90, **sft, prior_stages="continual_pt:news"),
+               record(0.70, **dict(sft, train_dataset="paws"), prior_stages="continual_pt:news"),
+               record(0.80, **sft)]  # the plain SFT cell: not a recipe model
+    analysis = analyze(records)
+    table = analysis.stages.set_index("lineage")
+    assert sorted(table.index) == ["continual_pt:news", "continual_pt:news>sft:mnli/default",
+                                   "continual_pt:news>sft:paws/default"]
+    mnli = table.loc["continual_pt:news>sft:mnli/default"]
+    assert mnli["parent"] == "continual_pt:news" and mnli["stage"] == 2 and bool(mnli["own_eval"])
+    assert mnli["delta_vs_base"] == pytest.approx(0.50) and mnli["delta_vs_parent"] == pytest.approx(0.48)
+    assert table.loc["continual_pt:news", "delta_vs_parent"] == pytest.approx(0.02)  # a first stage: vs base
+    summary = stage_summary(analysis.stages).set_index("lineage")
+    assert summary.loc["continual_pt:news>sft:paws/default", "mean_delta_vs_parent"] == pytest.approx(0.28)
+    # The plain and the recipe's SFT model are two transfer rows, never one.
+    transfer = analysis.transfer[analysis.transfer["train_dataset"] == "mnli"]
+    assert sorted(transfer["prior_stages"].fillna("-")) == ["-", "continual_pt:news"]
+    assert "stages" in analysis.tables()

@@ -73,7 +73,7 @@ def test_report_has_toc_sections_counts_and_images(outputs):
     html = (out / "report.html").read_text()
     assert '<nav id="toc">' in html
     for anchor, _title in SECTIONS:
-        shown = anchor != "methods"  # one method: no comparison section
+        shown = anchor not in ("methods", "stages")  # one method, no recipes: no such sections
         assert (f'href="#{anchor}"' in html) == shown and (f'<section id="{anchor}">' in html) == shown, anchor
     assert html.index('<section id="findings">') < html.index('<section id="appendix">')
     assert html.index('<section id="appendix">') < html.index("transfer_missing_base")  # bookkeeping at the end
