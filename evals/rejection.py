@@ -220,3 +220,16 @@ def kept_declaration(out_dir: str, name: str, fmt: str) -> Any:
         templates={fmt: "{prompt}"}, train_subset_size=None,
         description="the kept completions of a rejection-sampling stage", declared_in=out_dir,
     )
+
+
+def kept_task_name(cell_id: str) -> str:
+    """The declared task a rejection_sampling cell's trials train on."""
+    return f"rs_{cell_id}"
+
+
+def kept_data_task(folder: str, cell_id: str, fmt: str) -> Any:
+    """That task: the cell's kept set in `folder`, rendered in its format; ValueError when the data is not
+    there (the grid samples it before the stage's wave)."""
+    if not is_done(folder):
+        raise ValueError(f"cell {cell_id}: its rejection-sampled data is not there yet ({folder})")
+    return kept_declaration(folder, kept_task_name(cell_id), fmt)

@@ -78,7 +78,7 @@ def pending_work(plan: Plan, state: GridState, layout: GridLayout, resolver: Rev
                 output = layout.trial(trial.trial_id)
                 identity = dict(model_kind="finetuned", **pretrained, train_dataset=trial.train_dataset,
                                 train_format=trial.train_format, lr=trial.lr, trial_id=trial.trial_id,
-                                epochs=trial.epochs, method=trial.method.label, objective=trial.objective.kind,
+                                epochs=trial.epochs, method=trial.method.label, objective=trial.stage_kind,
                                 prior_stages=trial.prior_stages)
                 if trial.method.mergeable:  # full, or LoRA merged: a plain model folder
                     model = ModelRef.of(output.model, **identity)

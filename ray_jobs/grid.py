@@ -232,6 +232,7 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
                 wave = [t for t in wave if t not in blocked]
                 _log(f"stage {stage}: training {len(wave)} trials from the winners of stage {stage - 1}"
                      + (f" ({len(blocked)} wait for a stage that failed)" if blocked else ""))
+            wave = _sample_rejection_cells(plan, wave, layout, resolver, wandb_settings, statuses, lease)
             if wave:
                 statuses.update(run_trials(plan, wave, layout, resolver, wandb_settings,
                                            experiment_name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-s{stage}",
@@ -263,6 +264,23 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
     report.analysis_dir = analyze(plan, layout, wandb_settings)
     report.seconds["analyze"] = time.perf_counter() - start
     return report
+
+
+def _sample_rejection_cells(plan: Plan, wave: list, layout: GridLayout, resolver: RevisionResolver, wandb_settings,
+                            statuses: dict[str, str], lease: GridLease) -> list:
+    """Before a wave trains: the kept sets of its rejection_sampling cells (ray_jobs/rejection_sampling.py);
+    the trials of a cell whose sampling failed get its error and leave the wave."""
+    cells = [plan.cell(c) for c in dict.fromkeys(t.cell_id for t in wave if t.rejection is not None)]
+    if not cells:
+        return wave
+    from ray_jobs.rejection_sampling import run_rejection_sampling
+
+    outcome = run_rejection_sampling(plan, cells, layout, resolver, wandb_settings, on_wait=lease.beat)
+    failed = {cell_id: why for cell_id, why in outcome.items() if why.startswith("error")}
+    for t in wave:
+        if t.cell_id in failed:
+            statuses[t.trial_id] = failed[t.cell_id]
+    return [t for t in wave if t.cell_id not in failed]
 
 
 def trial_seconds(layout: GridLayout, trial_id: str) -> float | None:

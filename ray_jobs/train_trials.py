@@ -64,11 +64,19 @@ def train_job(spec: ExperimentSpec, trial: Trial, layout: GridLayout, resolver: 
         model, revision = layout.trial(winner).model, None
     else:
         model, revision = spec.model_named(trial.model_name).resolve(resolver, trial.checkpoint, spec.base_dir)
+    dataset, tasks = trial.train_dataset, spec.tasks
+    if trial.rejection is not None:  # SFT on the kept set the grid sampled (ray_jobs/rejection_sampling.py)
+        from evals.rejection import kept_data_task
+        from ptft.tasks import register_declared
+
+        kept = kept_data_task(layout.stage_data(trial.cell_id), trial.cell_id, trial.rejection.fmt)
+        register_declared(kept)  # here too: the driver reads its template version
+        dataset, tasks = kept.name, (*spec.tasks, kept)
     return TrainJob(
         trial_id=trial.trial_id, cell_id=trial.cell_id, model=model, revision=revision,
-        dataset=trial.train_dataset, fmt=trial.train_format, data_mode=trial.data_mode,
+        dataset=dataset, fmt=trial.train_format, data_mode=trial.data_mode,
         data_source=spec.data_source(), lr=trial.lr, config=trial.config, method=trial.method,
-        objective=trial.objective, output_dir=layout.trial(trial.trial_id).root, tasks=spec.tasks,
+        objective=trial.objective, output_dir=layout.trial(trial.trial_id).root, tasks=tasks,
     )
 
 

@@ -16,6 +16,8 @@ reader and writer goes through these names, and the markers here are the ledger'
     <storage>/train/<trial_id>/                  Ray Train run: its retained checkpoints (resume)
     <storage>/tune/                              Ray Tune experiment state
     <storage>/selection/<cell_id>.json           the winning lr of a cell and every lr's curve
+    <storage>/stages/<cell_id>/                  a rejection_sampling stage's data (evals/rejection.py):
+                                                 samples.jsonl, kept.jsonl, summary.json, DONE.json (last)
     <storage>/evals/<model_key>/                 one model's eval folder (`EvalOutput`):
         records/<job_id>.json                    a job's result record: its completion marker (last)
         predictions/<job_id>.jsonl               its per-example predictions (written first)
@@ -147,6 +149,10 @@ class GridLayout:
 
     def selection_file(self, cell_id: str) -> str:
         return storage.join(self.root, "selection", f"{cell_id}.json")
+
+    def stage_data(self, cell_id: str) -> str:
+        """A rejection_sampling cell's sampled data and its kept SFT set (the folder its task reads)."""
+        return storage.join(self.root, "stages", cell_id)
 
     @property
     def evals_root(self) -> str:

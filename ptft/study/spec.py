@@ -691,7 +691,7 @@ class ExperimentSpec(BaseModel):
 
 
 # ------------------------------------------------------------------------------------ recipes
-STAGE_KINDS = ("sft", "continual_pt", "dpo")
+STAGE_KINDS = ("sft", "continual_pt", "dpo", "rejection_sampling")
 # The TrainConfig fields a stage may set for itself (the rest come from the train: section).
 STAGE_TRAIN_FIELDS = ("epochs", "max_steps", "warmup_ratio", "max_length", "batch_size", "grad_accum", "packing",
                       "val_size")
@@ -712,8 +712,10 @@ class StageSpec(BaseModel):
 
     model_config = _STRICT
 
-    kind: Literal["sft", "continual_pt", "dpo"] = Field(description="sft | continual_pt | dpo.")
-    dataset: str | None = Field(None, description="continual_pt: a corpus; dpo: a preference set; sft: one task.")
+    kind: Literal["sft", "continual_pt", "dpo", "rejection_sampling"] = Field(
+        description="sft | continual_pt | dpo | rejection_sampling.")
+    dataset: str | None = Field(None, description="continual_pt: a corpus; dpo: a preference set; sft, "
+                                                  "rejection_sampling: one task.")
     datasets: list[TrainDataset] | None = Field(None, min_length=1, description="sft: tasks, as train.datasets.")
     formats: list[str] | None = Field(None, min_length=1, description="sft: prompt formats (default: train.formats).")
     learning_rates: LearningRates | None = None
@@ -732,6 +734,32 @@ class StageSpec(BaseModel):
     @field_validator("learning_rates", mode="before")
     @classmethod
     def _lrs(cls, value: Any) -> Any:
+    # rejection_sampling (docs/rejection_sampling.md): sample N completions per prompt of `dataset` from the
+    # stage's input model, keep the best per prompt by `reward`, then SFT on the kept set.
+    format: str | None = Field(None, description="rejection_sampling: the prompts' format (default: default).")
+    samples: int | None = Field(None, ge=1, description="rejection_sampling: completions per prompt, N (default 4).")
+    temperature: float | None = Field(None, gt=0.0, description="rejection_sampling: sampling temperature (default 1).")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="rejection_sampling: nucleus mass (default 1).")
+    seed: int | None = Field(None, description="rejection_sampling: seed of the draws (default 0).")
+    reward: str | None = Field(None, description="rejection_sampling: rougeL | exact_match | f1 | label (default: "
+                                                 "rougeL for a generation task, label for classification).")
+    threshold: float | None = Field(None, description="rejection_sampling: keep a prompt's best only if it scores "
+                                                      "at least this.")
+    max_new_tokens: int | None = Field(None, ge=1, description="rejection_sampling: tokens per completion (default 64).")
+    prompts: int | None = Field(None, ge=1, description="rejection_sampling: sample only this many prompts (default all).")
+
+    @field_validator("reward", mode="before")
+    @classmethod
+    def _reward(cls, value: Any) -> Any:
+        from evals.rejection import REWARDS
+
+        if isinstance(value, dict) and "model" in value:
+            raise ValueError("a reward model is not supported yet; score with a metric: " + ", ".join(REWARDS))
+        if value is not None and value not in REWARDS:
+            hint = difflib.get_close_matches(str(value), REWARDS, n=1)
+            did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ValueError(f"unknown reward metric {value!r}{did_you_mean}; known: {', '.join(REWARDS)}")
+        return value
         return _check_lr_list(value)
 
     @model_validator(mode="before")
@@ -749,6 +777,11 @@ class StageSpec(BaseModel):
             if self.dataset is None and not self.datasets:
                 raise ValueError("an sft stage needs datasets: (tasks)")
             if self.dataset is not None and self.datasets:
+        sampling = [k for k in _SAMPLING_FIELDS if getattr(self, k) is not None]
+        if self.kind == "rejection_sampling":
+            return self._rejection_sampling_fits()
+        if sampling:
+            raise ValueError(f"{sampling[0]} is a rejection_sampling setting")
                 raise ValueError("give dataset or datasets, not both")
             if self.replay is not None or self.beta is not None:
                 raise ValueError(f"replay and beta are not sft settings ({'replay' if self.replay else 'beta'})")
@@ -774,9 +807,53 @@ class StageSpec(BaseModel):
         if self.datasets:
             return list(self.datasets)
         return [TrainDataset(name=self.dataset)] if self.dataset else []
+    def _rejection_sampling_fits(self) -> StageSpec:
+        from ptft import tasks
+
+        if self.dataset is None:
+            raise ValueError("a rejection_sampling stage needs dataset: (a task whose prompts are sampled)")
+        if self.datasets is not None or self.formats is not None:
+            raise ValueError("a rejection_sampling stage samples one task (dataset:) in one format (format:), "
+                             "not datasets/formats")
+        if self.replay is not None or self.beta is not None:
+            raise ValueError(f"{'replay' if self.replay else 'beta'} is not a rejection_sampling setting")
+        _check_dataset_kind(self.dataset, "sft", "dataset")
+        task = tasks.get_task(self.dataset)
+        fmt = self.format or "default"
+        _check_formats([fmt], where="format")
+        if fmt not in task.formats:
+            raise ValueError(f"format: {self.dataset!r} has no {fmt!r} format (it has {', '.join(task.formats)})")
+        from evals.rejection import REWARDS_FOR
+
+        if task.task_type not in REWARDS_FOR:
+            raise ValueError(f"dataset: {self.dataset!r} is a {task.task_type} task; rejection sampling samples "
+                             "generation or classification tasks")
+        reward = self.reward or ("label" if task.task_type == "classification" else "rougeL")
+        if reward not in REWARDS_FOR[task.task_type]:
+            raise ValueError(f"reward: {reward!r} scores a classification task's label; {self.dataset!r} is a "
+                             f"{task.task_type} task: use {', '.join(REWARDS_FOR[task.task_type])}")
+        if self.method is not None and self.method.method.prefix_length:
+            raise ValueError(f"method: {self.method.label} cannot sample (a prompt method trains no weights "
+                             "to merge); use full or lora")
+        return self
+
+    def rejection_config(self) -> Any:
+        """A rejection_sampling stage's `evals.rejection.RejectionConfig` (defaults filled in)."""
+        from evals.rejection import RejectionConfig
+        from ptft import tasks
+
+        assert self.kind == "rejection_sampling" and self.dataset is not None
+        classification = tasks.get_task(self.dataset).task_type == "classification"
+        given = {k: getattr(self, k) for k in ("samples", "temperature", "top_p", "seed", "threshold",
+                                                "max_new_tokens", "prompts") if getattr(self, k) is not None}
+        return RejectionConfig(dataset=self.dataset, fmt=self.format or "default",
+                               reward=self.reward or ("label" if classification else "rougeL"), **given)
 
 
-_DATA_KIND = {"sft": "task", "continual_pt": "corpus", "dpo": "preference set"}
+
+_DATA_KIND = {"sft": "task", "continual_pt": "corpus", "dpo": "preference set", "rejection_sampling": "task"}
+_SAMPLING_FIELDS = ("format", "samples", "temperature", "top_p", "seed", "reward", "threshold", "max_new_tokens",
+                    "prompts")
 
 
 def _check_dataset_kind(name: str, kind: str, where: str) -> None:
