@@ -730,10 +730,6 @@ class StageSpec(BaseModel):
     grad_accum: int | None = Field(None, ge=1)
     packing: bool | None = None
     val_size: int | None = Field(None, ge=0)
-
-    @field_validator("learning_rates", mode="before")
-    @classmethod
-    def _lrs(cls, value: Any) -> Any:
     # rejection_sampling (docs/rejection_sampling.md): sample N completions per prompt of `dataset` from the
     # stage's input model, keep the best per prompt by `reward`, then SFT on the kept set.
     format: str | None = Field(None, description="rejection_sampling: the prompts' format (default: default).")
@@ -760,6 +756,10 @@ class StageSpec(BaseModel):
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ValueError(f"unknown reward metric {value!r}{did_you_mean}; known: {', '.join(REWARDS)}")
         return value
+
+    @field_validator("learning_rates", mode="before")
+    @classmethod
+    def _lrs(cls, value: Any) -> Any:
         return _check_lr_list(value)
 
     @model_validator(mode="before")
@@ -773,15 +773,15 @@ class StageSpec(BaseModel):
 
     @model_validator(mode="after")
     def _data_fits_kind(self) -> StageSpec:
-        if self.kind == "sft":
-            if self.dataset is None and not self.datasets:
-                raise ValueError("an sft stage needs datasets: (tasks)")
-            if self.dataset is not None and self.datasets:
         sampling = [k for k in _SAMPLING_FIELDS if getattr(self, k) is not None]
         if self.kind == "rejection_sampling":
             return self._rejection_sampling_fits()
         if sampling:
             raise ValueError(f"{sampling[0]} is a rejection_sampling setting")
+        if self.kind == "sft":
+            if self.dataset is None and not self.datasets:
+                raise ValueError("an sft stage needs datasets: (tasks)")
+            if self.dataset is not None and self.datasets:
                 raise ValueError("give dataset or datasets, not both")
             if self.replay is not None or self.beta is not None:
                 raise ValueError(f"replay and beta are not sft settings ({'replay' if self.replay else 'beta'})")
@@ -803,10 +803,6 @@ class StageSpec(BaseModel):
             raise ValueError(f"method: {self.method.label} is sft-only in a recipe (a prompt cannot feed a {self.kind} stage)")
         return self
 
-    def sft_datasets(self) -> list[TrainDataset]:
-        if self.datasets:
-            return list(self.datasets)
-        return [TrainDataset(name=self.dataset)] if self.dataset else []
     def _rejection_sampling_fits(self) -> StageSpec:
         from ptft import tasks
 
@@ -849,6 +845,10 @@ class StageSpec(BaseModel):
         return RejectionConfig(dataset=self.dataset, fmt=self.format or "default",
                                reward=self.reward or ("label" if classification else "rougeL"), **given)
 
+    def sft_datasets(self) -> list[TrainDataset]:
+        if self.datasets:
+            return list(self.datasets)
+        return [TrainDataset(name=self.dataset)] if self.dataset else []
 
 
 _DATA_KIND = {"sft": "task", "continual_pt": "corpus", "dpo": "preference set", "rejection_sampling": "task"}
