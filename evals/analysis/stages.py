@@ -113,6 +113,8 @@ def stage_training_table(storage_path: str) -> pd.DataFrame:
     rows = []
     for cell in storage.read_json(layout.plan_file).get("cells", []):
         objective = (cell.get("objective") or {}).get("kind", "sft")
+        if cell.get("rejection"):  # SFT on a rejection-sampled set (docs/rejection_sampling.md)
+            objective = "rejection_sampling"
         if not cell.get("recipes") or (objective == "sft" and not cell.get("prior_stages")
                                         and cell.get("plain", True)):
             continue
@@ -127,5 +129,15 @@ def stage_training_table(storage_path: str) -> pd.DataFrame:
         prior = cell.get("prior_stages")
         rows.append({"lineage": f"{prior}>{own}" if prior else own, "checkpoint": cell["checkpoint"],
                      "checkpoint_step": cell.get("checkpoint_step"), "objective": objective,
-                     "lr": winner.get("lr"), **{name: metrics.get(name) for name in TRAINING_METRICS}})
+                     "lr": winner.get("lr"), **{name: metrics.get(name) for name in TRAINING_METRICS},
+                     **_sampled(layout, cell)})
     return pd.DataFrame(rows)
+
+
+def _sampled(layout, cell: dict) -> dict:
+    """A rejection_sampling cell's kept fraction and mean best reward (its stage folder's summary.json)."""
+    from ptft.core import storage
+
+    path = storage.join(layout.stage_data(cell["cell_id"]), "summary.json")
+    summary = storage.read_json(path) if cell.get("rejection") and storage.exists(path) else {}
+    return {"kept_fraction": summary.get("kept_fraction"), "mean_best_score": summary.get("mean_best_score")}
