@@ -77,6 +77,7 @@ def train_job(spec: ExperimentSpec, trial: Trial, layout: GridLayout, resolver: 
         dataset=dataset, fmt=trial.train_format, data_mode=trial.data_mode,
         data_source=spec.data_source(), lr=trial.lr, config=trial.config, method=trial.method,
         objective=trial.objective, output_dir=layout.trial(trial.trial_id).root, tasks=tasks,
+        corpora=spec.corpora,
     )
 
 

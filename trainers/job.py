@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ptft.core import storage
 from ptft.core.layout import TrainOutput
+from ptft.tasks.corpora import CorpusSpec
 from ptft.tasks.declared import TaskDeclaration
 from trainers.config import TrainConfig
 from trainers.methods import FullMethod, Method
@@ -48,6 +49,8 @@ class TrainJob(BaseModel):
     resume: bool = Field(True, description="Bare runs: continue from checkpoint_dir when it holds a checkpoint.")
     tasks: tuple[TaskDeclaration, ...] = Field(
         (), description="Declared tasks (docs/tasks.md) the worker registers before building data.")
+    corpora: tuple[CorpusSpec, ...] = Field(
+        (), description="The spec's corpora (docs/continual_pt.md) the worker registers before building data.")
 
 
 @dataclass(frozen=True)

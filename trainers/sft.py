@@ -34,6 +34,7 @@ import ptft
 from ptft.core.integrity import model_files
 from ptft.core.layout import TrainOutput
 from ptft.core.version import code_version
+from ptft.tasks.corpora import register_corpus
 from ptft.tasks.declared import register_declared
 from trainers.adapters import apply_method, parameter_counts
 from trainers.checkpointing import (
@@ -83,6 +84,8 @@ def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult
     """Run (or resume, or skip) one trial on this worker; every rank calls it with the same job."""
     for declaration in job.tasks:  # a Ray worker never read the spec: its declared tasks come with the job
         register_declared(declaration)
+    for corpus in job.corpora:
+        register_corpus(corpus)
     done = read_completed(job.output_dir)
     if done is not None:
         return TrainResult(job.output_dir, done, skipped=True)

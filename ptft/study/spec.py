@@ -37,6 +37,7 @@ from ptft.study.checkpoints import (
     pattern_family,
 )
 from ptft.study.spec_errors import SpecError, explain
+from ptft.tasks.corpora import CorpusSpec
 from ptft.tasks.declared import TaskDeclaration
 from trainers.config import TrainConfig
 from trainers.methods import FullMethod, Method
@@ -595,6 +596,9 @@ class ExperimentSpec(BaseModel):
     # Declared tasks (docs/tasks.md): parse_spec reads the `tasks:` list (files and inline declarations)
     # and registers them before the datasets are validated; the objects travel to the workers with the jobs.
     tasks: tuple[TaskDeclaration, ...] = ()
+    # Raw-text corpora for continual_pt stages (docs/continual_pt.md), registered before the recipes are
+    # validated and carried to the workers like the declared tasks. Folders resolve against the spec's.
+    corpora: tuple[CorpusSpec, ...] = ()
     data: DataSpec = Field(default_factory=DataSpec)
     train: TrainSpec
     recipes: dict[str, list[StageSpec]] = Field(
@@ -931,8 +935,9 @@ def parse_spec(raw: dict[str, Any], base_dir: str = ".", source: str | None = No
     if "model" not in raw and "models" not in raw:
         raise SpecError(["model: required field is missing (or give models: a list of models)"], source=source)
     declarations = _declared_tasks(raw.get("tasks"), base_dir, source)
+    corpora = _declared_corpora(raw.get("corpora"), base_dir, source)
     try:
-        return ExperimentSpec.model_validate({**raw, "tasks": declarations, "base_dir": base_dir})
+        return ExperimentSpec.model_validate({**raw, "tasks": declarations, "corpora": corpora, "base_dir": base_dir})
     except ValidationError as err:
         raise SpecError(explain(err, ExperimentSpec, hidden={"base_dir"}), source=source) from None
 
@@ -958,6 +963,29 @@ def _declared_tasks(value: Any, base_dir: str, source: str | None) -> tuple[Task
     except tasks.DeclarationConflict as err:
         raise SpecError([f"tasks: {err}"], source=source) from None
     return declarations
+
+
+def _declared_corpora(value: Any, base_dir: str, source: str | None) -> tuple[CorpusSpec, ...]:
+    """The spec's `corpora:` list, validated and registered in this process (recipes name them)."""
+    from ptft.tasks.corpora import register_corpus
+
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(["corpora: a list of corpora ({name, folder | hub, text_field, ...})"], source=source)
+    corpora = []
+    for i, item in enumerate(value):
+        try:
+            corpus = item if isinstance(item, CorpusSpec) else CorpusSpec.model_validate(item)
+        except ValidationError as err:
+            raise SpecError([f"corpora[{i}].{line}" for line in explain(err, CorpusSpec)], source=source) from None
+        if corpus.folder is not None and not os.path.isabs(os.path.expanduser(corpus.folder)):
+            corpus = corpus.model_copy(update={"folder": os.path.normpath(os.path.join(base_dir, corpus.folder))})
+        try:
+            corpora.append(register_corpus(corpus))
+        except ValueError as err:
+            raise SpecError([f"corpora[{i}]: {err}"], source=source) from None
+    return tuple(corpora)
 
 
 _INDEXED = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")

@@ -96,3 +96,21 @@ def test_recipes_alone_need_no_train_datasets(smoke_raw):
     assert {c.stage for c in plan.cells} == {1, 2} and not any(c.plain for c in plan.cells)
     lines = _problems(edited(smoke_raw, train__datasets=[]))
     assert any("nothing to train" in line for line in lines), lines
+
+
+def test_a_corpus_declared_in_the_spec_feeds_a_continual_pt_stage(smoke_raw, tmp_path):
+    (tmp_path / "notes").mkdir()
+    for split, n in (("train", 6), ("validation", 2)):
+        (tmp_path / "notes" / f"{split}.jsonl").write_text(
+            "".join(f'{{"body": "lab note {i}: the sample was stirred."}}\n' for i in range(n)))
+    raw = edited(smoke_raw, corpora=[{"name": "lab_notes", "folder": "notes", "text_field": "body"}])
+    spec = parse_spec(edited(raw, recipes={"a": [{"kind": "continual_pt", "dataset": "lab_notes", "max_steps": 2}]}),
+                      base_dir=str(tmp_path))
+    assert spec.corpora[0].folder == str(tmp_path / "notes")  # relative to the spec's folder
+    from ptft.tasks.corpora import corpus_documents
+
+    assert len(corpus_documents("lab_notes", "validation", "mini").texts) == 2
+    plan = build_plan(spec)
+    assert [c.train_dataset for c in plan.cells if c.objective.kind == "continual_pt"] == ["lab_notes"] * 2
+    lines = _problems(edited(smoke_raw, corpora=[{"name": "lab_notes2", "text_field": "body"}]))
+    assert any(line.startswith("corpora[0]") and "exactly one of folder and hub" in line for line in lines), lines
