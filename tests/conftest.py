@@ -37,3 +37,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(int(session.exitstatus))
+
+
+@pytest.fixture(autouse=True)
+def _registries_as_found():
+    """Tasks and corpora a test registers (declared tasks, a rejection-sampling stage's kept set, a spec's
+    corpora) leave the process-wide registries as the test found them: later tests list the registry."""
+    from ptft.tasks import corpora, declared
+    from ptft.tasks.formats import templates
+    from ptft.tasks.registry import REGISTRY
+
+    live = (REGISTRY, templates.TEMPLATES, templates.TEMPLATE_OPTIONS, declared._DECLARED, corpora.CORPORA)
+    saved = [(d, dict(d)) for d in live]
+    yield
+    for registry, copy in saved:  # in place: other modules hold these very dicts
+        registry.clear()
+        registry.update(copy)

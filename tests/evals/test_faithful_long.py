@@ -126,7 +126,7 @@ def test_faithful_generate_returns_the_study_slice(tiny_lm, monkeypatch):
     tok = tiny_lm.tokenizer
     gen = tok(" sat .", add_special_tokens=False)["input_ids"]
     monkeypatch.setattr(generation, "_generate_batch",
-                        lambda lm, contexts, requests, prefixes: [(list(gen), "length") for _ in contexts])
+                        lambda lm, contexts, requests, prefixes, pick=None: [(list(gen), "length") for _ in contexts])
     request = GenerationRequest("The cat", (), 8)
     [faithful] = generation.generate(tiny_lm, [request], faithful=True)
     [fixed] = generation.generate(tiny_lm, [request])

@@ -46,8 +46,12 @@ for run in runs:
 def _in_a_fresh_interpreter(tmp_path, name: str, jobs: list, runs: list) -> str:
     payload = tmp_path / f"{name}.pkl"
     payload.write_bytes(pickle.dumps((jobs, runs)))
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               DS_ACCELERATOR="cpu", WANDB_MODE="offline", OMP_WAIT_POLICY="PASSIVE")
+    # Not the rendezvous of a process group this pytest process may hold (tests/trainers' dist_env):
+    # the fresh interpreter makes its own.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DS_ACCELERATOR="cpu",
+               WANDB_MODE="offline", OMP_WAIT_POLICY="PASSIVE")
     done = subprocess.run([sys.executable, "-c", WORKER, str(payload)], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
