@@ -205,7 +205,9 @@ def methods(analysis: Analysis) -> str:
                 "a method comparison needs two.</p>")
     reference = names[0]
     sentences = []
-    for (train_dataset, train_format), rows in table.groupby(["train_dataset", "train_format"], sort=True):
+    # within one lineage: a recipe's stage is compared with its own kind, never with the plain cell
+    keys = ["train_dataset", "train_format", *(["prior_stages"] if "prior_stages" in table else [])]
+    for (train_dataset, train_format, *_), rows in table.groupby(keys, sort=True, dropna=False):
         ref = by_step(rows[rows["method"] == reference])
         for method in names[1:]:
             other = by_step(rows[rows["method"] == method])

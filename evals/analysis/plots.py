@@ -279,6 +279,8 @@ def method_comparison_figures(analysis: Analysis) -> dict[str, bytes]:
     with kit.styled():
         for name, label, sub in slices(table, analysis):
             sub = sub[sub["in_domain_gain"].notna()]
+            if "prior_stages" in sub:  # one-stage cells: a recipe's stages are the stage figures' (stages_*)
+                sub = sub[sub["prior_stages"].isna()]
             if len(sub) and sub["method"].nunique() > 1:
                 figures.update(kit.save(method_figure(sub, label), f"method_comparison_{name}"))
     return figures
