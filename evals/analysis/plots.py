@@ -339,9 +339,15 @@ def stage_figures(analysis: Analysis) -> dict[str, bytes]:
         evals = sorted(set(sub["eval_dataset"]))[:8]
         leaves = [line for line in sorted(set(sub["lineage"]))
                   if not any(other.startswith(line + ">") for other in set(sub["lineage"]))]
+        formats = sorted(set(sub["eval_format"]), key=lambda f: (f != "default", f))
+        sub = sub[sub["eval_format"] == formats[0]]  # one format: the default where there is one
+        n_cols = min(4, len(evals))
+        n_rows = -(-len(evals) // n_cols)
         with kit.styled():
-            fig, axes = kit.new_figure(1, len(evals), width=3.2 * len(evals) + 1.5, height=3.4, sharey=False)
-            for ax, eval_dataset in zip(axes[0], evals, strict=True):
+            fig, grid = kit.new_figure(n_rows, n_cols, width=3.4 * n_cols + 1.0, height=3.0 * n_rows + 0.8)
+            for ax in grid.flat[len(evals):]:
+                ax.set_visible(False)
+            for ax, eval_dataset in zip(grid.flat, evals, strict=False):
                 cells = sub[sub["eval_dataset"] == eval_dataset]
                 for leaf in leaves:
                     chain = [">".join(leaf.split(">")[:i]) for i in range(1, leaf.count(">") + 2)]
@@ -351,15 +357,16 @@ def stage_figures(analysis: Analysis) -> dict[str, bytes]:
                             continue
                         values = [by_line[chain[0]]["base"]] + [by_line[c]["value"] if c in by_line else NAN for c in chain]
                         ax.plot(range(len(values)), values, marker="o",
-                                label=f"{leaf.split('>')[-1]} · ckpt {checkpoint}")
+                                label=f"{leaf.replace('>', ' → ')} · ckpt {checkpoint}")
                 ax.set_xticks(range(max((leaf.count(">") + 2 for leaf in leaves), default=1)))
                 ax.set_xticklabels(["base", *[f"stage {i}" for i in range(1, max(leaf.count(">") + 2 for leaf in leaves))]])
                 ax.set_title(eval_dataset)
                 ax.set_ylabel(str(cells["metric"].iloc[0]) if len(cells) else "")
-            handles, labels = axes[0][0].get_legend_handles_labels()
+            handles, labels = grid.flat[0].get_legend_handles_labels()
             if handles:
                 fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8)
-            fig.suptitle(f"Scores along each recipe: {str(base_model).rstrip('/').split('/')[-1]} ({source}, {mode})")
+            fig.suptitle(f"Scores along each recipe: {str(base_model).rstrip('/').split('/')[-1]} "
+                         f"({source}, {mode}, {formats[0]} format)")
             figures.update(kit.save(fig, f"stages_{slug(source, mode, base_model)}"))
     return figures
 
