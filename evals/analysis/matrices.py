@@ -238,10 +238,11 @@ def curves_table(records: Sequence[ResultRecord], main_step: int) -> pd.DataFram
         "step": plot_step(r.checkpoint_step, main_step), "value": float(r.value), "std": _num(r.std),
         "source": r.source, "mode": r.mode, "base_model": r.base_model, "method": r.method,
         "ci_low": _num(r.ci_low), "ci_high": _num(r.ci_high), "prior_stages": r.prior_stages,
+        "checkpoint_tokens": _num(r.checkpoint_tokens),
     } for r in records]
     columns = ["model_kind", "train_dataset", "train_format", "lr", "eval_dataset", "eval_format", "shots",
                "metric", "checkpoint", "checkpoint_step", "step", "value", "std", "source", "mode", "base_model",
-               "method", "ci_low", "ci_high", "prior_stages"]
+               "method", "ci_low", "ci_high", "prior_stages", "checkpoint_tokens"]
     frame = pd.DataFrame(rows, columns=columns).astype({"checkpoint_step": "Int64", "step": "Int64"})
     order = ["source", "mode", "eval_dataset", "eval_format", "shots", "model_kind", "train_dataset", "method", "step"]
     return frame.sort_values(order, na_position="first", kind="stable").reset_index(drop=True)

@@ -210,6 +210,38 @@ def curve_figures(analysis: Analysis) -> dict[str, bytes]:
     return figures
 
 
+def token_curve_figures(analysis: Analysis) -> dict[str, bytes]:
+    """Several models in one grid: each eval set's score against tokens seen (billions, log scale), the one
+    axis two families share (their steps differ in batch size). Only where two or more models have their
+    tokens known (parsed from the revision, or `tokens_per_step`: docs/families.md)."""
+    curves = analysis.curves
+    figures: dict[str, bytes] = {}
+    if curves.empty or "checkpoint_tokens" not in curves:
+        return figures
+    known = curves[curves["checkpoint_tokens"].notna() & (curves["checkpoint_tokens"] > 0)]
+    if known["base_model"].nunique() < 2:
+        return figures
+    with kit.styled():
+        for (source, mode, eval_dataset, eval_format), rows in known.groupby(
+                ["source", "mode", "eval_dataset", "eval_format"], sort=True):
+            if rows["base_model"].nunique() < 2:
+                continue
+            fig, axes = kit.new_figure(1, 1, width=6.4, height=3.8)
+            ax = axes[0][0]
+            for (base_model, kind, train_dataset, method), points in rows.groupby(
+                    ["base_model", "model_kind", "train_dataset", "method"], sort=True, dropna=False):
+                points = points.sort_values("checkpoint_tokens")
+                trained = "base" if kind == "base" else f"{train_dataset}" + ("" if method == "full" else f" {method}")
+                ax.plot(points["checkpoint_tokens"], points["value"], marker="o", label=f"{base_model} · {trained}")
+            ax.set_xscale("log")
+            ax.set_xlabel("tokens seen in pre-training (billions, log scale)")
+            ax.set_ylabel(str(rows["metric"].iloc[0]))
+            ax.legend(fontsize=8)
+            fig.suptitle(f"{eval_dataset} [{eval_format}] along pre-training tokens ({source}, {mode})")
+            figures.update(kit.save(fig, f"curves_tokens_{slug(source, mode, eval_dataset, eval_format)}"))
+    return figures
+
+
 def format_figures(analysis: Analysis) -> dict[str, bytes]:
     """Format spread (max − min over formats) along pre-training, per eval dataset with any spread."""
     figures: dict[str, bytes] = {}
@@ -379,6 +411,6 @@ SUMMARY_FIGURES = (transfer_mean_figures, forgetting_figures, format_figures, gr
 def all_figures(analysis: Analysis) -> dict[str, bytes]:
     """Every figure of the analysis, keyed by file name (a .png and a .pdf each)."""
     figures: dict[str, bytes] = {}
-    for make in SUMMARY_FIGURES + (transfer_checkpoint_figures, curve_figures, stage_figures):
+    for make in SUMMARY_FIGURES + (transfer_checkpoint_figures, curve_figures, token_curve_figures, stage_figures):
         figures.update(make(analysis))
     return figures

@@ -103,3 +103,21 @@ def test_vector_files_are_reproducible(analysis):
     first = plots.forgetting_figures(analysis)
     second = plots.forgetting_figures(analysis)
     assert first.keys() == second.keys() and first["forgetting_ptft_fixed.pdf"] == second["forgetting_ptft_fixed.pdf"]
+
+
+def test_two_families_share_a_tokens_seen_axis():
+    from evals.analysis.compute import analyze
+    from evals.analysis.plots import token_curve_figures
+    from evals.results import ResultRecord
+
+    def base(model, step, tokens, value):
+        return ResultRecord(base_model=model, checkpoint=f"step{step}", checkpoint_step=step, checkpoint_tokens=tokens,
+                            eval_dataset="rte", eval_format="default", shots=0, metric="accuracy", value=value,
+                            std=0.01, n=50)
+
+    records = [base("olmo", 1000, 4.0, 0.5), base("olmo", 5000, 21.0, 0.6),
+               base("pythia", 1000, 2.1, 0.48), base("pythia", 143000, 300.0, 0.62)]
+    figures = token_curve_figures(analyze(records))
+    assert sorted(figures) == ["curves_tokens_ptft_fixed_rte_default.pdf", "curves_tokens_ptft_fixed_rte_default.png"]
+    one_family = [r for r in records if r.base_model == "olmo"]
+    assert token_curve_figures(analyze(one_family)) == {}  # one model: its step axis says it all
