@@ -223,7 +223,7 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
         seconds = time.perf_counter() - started
         if len(scored.scores) == 0:
             raise ValueError(f"{job_id}: the eval set has no examples to score")
-        predictions = out.predictions(job_id)
+        predictions = out.predictions(job_id, f"{job.dataset}.{job.fmt}.{job.shots}shot")
         storage.atomic_write_jsonl(predictions, scored.records)
         extra = {"cache_key": cache_key, "cache_inputs": inputs, "model_key": model_key,
                  "path_or_id": model.path_or_id, "revision": model.revision, "adapter": model.adapter,

@@ -98,8 +98,9 @@ class EvalOutput:
     def record(self, job_id: str) -> str:
         return storage.join(self.records_dir, f"{job_id}.json")
 
-    def predictions(self, job_id: str) -> str:
-        return storage.join(self.root, "predictions", f"{job_id}.jsonl")
+    def predictions(self, job_id: str, readable: str = "") -> str:
+        """A job's per-example predictions: `<readable>.<job_id>.jsonl` (e.g. `rte.default.2shot.<id>`)."""
+        return storage.join(self.root, "predictions", f"{readable}.{job_id}.jsonl" if readable else f"{job_id}.jsonl")
 
     @property
     def results(self) -> str:

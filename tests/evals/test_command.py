@@ -20,7 +20,9 @@ def test_cli_end_to_end(tiny_model_dir, tmp_path, capsys):
     assert sorted((r.eval_dataset, r.eval_format) for r in records) == [
         ("mnli_matched", "default"), ("mnli_matched", "instruct"), ("xsum", "default"), ("xsum", "instruct")]
     assert all(r.n == 4 and r.shots == 1 for r in records)
-    assert sorted(os.listdir(os.path.join(out, "predictions"))) == sorted(f"{r.job_id}.jsonl" for r in records)
+    # named by task, format and shots, then the job id
+    assert sorted(os.listdir(os.path.join(out, "predictions"))) == sorted(
+        f"{r.eval_dataset}.{r.eval_format}.{r.shots}shot.{r.job_id}.jsonl" for r in records)
     assert "wrote 4 records" in capsys.readouterr().out
     assert eval_main(argv) == 0  # cached: same records, nothing recomputed
     assert [r.to_dict() for r in read_records(os.path.join(out, "results.jsonl"))] == [
