@@ -27,6 +27,12 @@ from ptft.cli.flags import CommandLine
 
 _SHOW_HELP = "ptft tasks show NAME --format F [--mode M] [--shots K] [--split train|eval] [--source S]"
 
+EXAMPLES = """examples:
+  ptft tasks                                         # every built-in task, with its mini rows
+  ptft tasks --file configs/tasks/rte_declared.yaml  # ... and the tasks a file declares
+  ptft tasks show rte --format instruct --shots 2    # a rendered 2-shot eval example
+"""
+
 
 class TasksOptions(BaseModel):
     """What `ptft tasks` takes: where declared tasks come from."""
@@ -54,7 +60,13 @@ class ShowOptions(TasksOptions):
 
 
 def list_command() -> CommandLine:
-    return CommandLine("ptft tasks", TasksOptions, description=__doc__, rename={"json_output": "--json"})
+    return CommandLine("ptft tasks", TasksOptions, description=__doc__, epilog=EXAMPLES,
+                       rename={"json_output": "--json"})
+
+
+def command_line() -> CommandLine:
+    """The `ptft tasks` listing's command line (`ptft tasks show` has its own: `show_command`)."""
+    return list_command()
 
 
 def show_command() -> CommandLine:

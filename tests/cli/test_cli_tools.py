@@ -18,7 +18,7 @@ from ptft.cli.main import COMMANDS, main
 
 REPO = Path(__file__).resolve().parents[2]
 # `ptft tasks` is its own helper's; it is asked to add an examples epilog too.
-NO_EPILOG_YET = {"tasks"}
+NO_EPILOG_YET: set[str] = set()
 
 
 def _help(command: str, capsys) -> str:
