@@ -87,6 +87,8 @@ def headline(analysis_dir: str, train_datasets: tuple[str, ...]) -> list[str]:
         return []
     table = pd.read_csv(path)
     table = table[table["status"] == "ok"]
+    if "prior_stages" in table:  # one-stage cells here; the recipes' stages have their own lines below
+        table = table[table["prior_stages"].isna()]
     lines = []
     for train in train_datasets:
         rows = table[(table["train_dataset"] == train)
@@ -102,6 +104,27 @@ def headline(analysis_dir: str, train_datasets: tuple[str, ...]) -> list[str]:
                               for s, r in by_step.iterrows())
             named = "" if method == "full" else f" with {method}"
             lines.append(f"{train}{named} on its own eval set(s), base -> fine-tuned: {cells}")
+    return lines + _stage_lines(os.path.join(analysis_dir, "stage_training.csv"))
+
+
+def _stage_lines(path: str) -> list[str]:
+    """Recipes: each stage's own held-out numbers per checkpoint (stage_training.csv)."""
+    import pandas as pd
+
+    if not os.path.isfile(path):
+        return []
+    table = pd.read_csv(path)
+    shown = {"continual_pt": ("val_ppl", "new-domain perplexity", "old_ppl", "old-domain perplexity"),
+             "dpo": ("reward_accuracy", "held-out reward accuracy", "margin", "margin")}
+    lines = []
+    for lineage, rows in table.groupby("lineage", sort=False):
+        names = shown.get(str(rows["objective"].iloc[0]))
+        if names is None:
+            continue
+        rows = rows.sort_values("checkpoint_step")
+        first = ", ".join(f"step {int(r.checkpoint_step)}: {getattr(r, names[0]):.2f}" for r in rows.itertuples())
+        second = ", ".join(f"{getattr(r, names[2]):.2f}" for r in rows.itertuples())
+        lines.append(f"{lineage}: {names[1]} {first} ({names[3]} {second})")
     return lines
 
 
