@@ -193,7 +193,7 @@ def check_plan_data(plan: Plan) -> None:
     for trial in plan.trials:
         key = (trial.train_dataset, trial.train_format, trial.data_mode)
         if trial.objective.kind != "sft":
-            _check_stage_data(trial, source, trained)
+            _check_stage_data(trial, source, trained, spec)
             continue
         if key not in trained:
             trained.add(key)
@@ -213,10 +213,12 @@ def check_plan_data(plan: Plan) -> None:
                        seed=config.fewshot_seed)
 
 
-def _check_stage_data(trial, source: str, checked: set) -> None:
-    """A corpus or preference set a recipe stage reads: loaded through the workers' own loader when the
-    objective provides a check (`preflight_data`), each once."""
-    key = (trial.objective.kind, trial.train_dataset, "")
+def _check_stage_data(trial, source: str, checked: set, spec) -> None:
+    """A corpus or preference set a recipe stage reads, each once, through the workers' own loaders: a
+    corpus's training and held-out documents (`preflight_data`); a preference set's pairs rendered and
+    tokenized with the model's tokenizer (identical or empty responses, a prompt past max_length), when
+    the tokenizer is on this machine."""
+    key = (trial.objective.kind, trial.train_dataset, trial.config.max_length)
     if key in checked:
         return
     checked.add(key)
@@ -225,3 +227,29 @@ def _check_stage_data(trial, source: str, checked: set) -> None:
     check = getattr(objective_for(trial.objective), "preflight_data", None)
     if check is not None:
         check(trial.train_dataset, source, trial.objective)
+    if trial.objective.kind == "dpo":
+        tokenizer = _local_tokenizer(spec, trial.model_name)
+        if tokenizer is None:
+            log.info("preflight: no local tokenizer for %s; the workers check the preference pairs' lengths",
+                     trial.train_dataset)
+            return
+        from trainers.dpo import check_prompt_lengths
+
+        check_prompt_lengths(trial.train_dataset, source, tokenizer, trial.config.max_length,
+                             bad_rows=trial.objective.bad_rows)
+
+
+def _local_tokenizer(spec, model_name: str | None):
+    """The tokenizer of a model's first local checkpoint, else of its hub cache; None when neither has it."""
+    from transformers import AutoTokenizer
+
+    model = spec.model_named(model_name)
+    for ref in model.checkpoint_refs():
+        if ref.kind == "local":
+            folder = local_path(ref.path or "", spec.base_dir)
+            if os.path.isfile(os.path.join(folder, "tokenizer_config.json")):
+                return AutoTokenizer.from_pretrained(folder)
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model.id, "tokenizer_config.json")
+    return AutoTokenizer.from_pretrained(os.path.dirname(cached)) if isinstance(cached, str) else None

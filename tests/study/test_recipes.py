@@ -114,3 +114,27 @@ def test_a_corpus_declared_in_the_spec_feeds_a_continual_pt_stage(smoke_raw, tmp
     assert [c.train_dataset for c in plan.cells if c.objective.kind == "continual_pt"] == ["lab_notes"] * 2
     lines = _problems(edited(smoke_raw, corpora=[{"name": "lab_notes2", "text_field": "body"}]))
     assert any(line.startswith("corpora[0]") and "exactly one of folder and hub" in line for line in lines), lines
+
+
+def test_a_dpo_stage_checks_its_pairs_in_the_preflight(smoke_raw, tmp_path):
+    import json
+
+    from ptft.core.tiny import build_tiny_model
+    from ptft.study.preflight import check_plan_data
+
+    for step in ("step50", "step600"):
+        build_tiny_model(str(tmp_path / "ck" / step), seed=0)
+    pairs = tmp_path / "data" / "preference_pairs"
+    pairs.mkdir(parents=True)
+    good = {"prompt": "Is the sky blue?", "chosen": " Yes.", "rejected": " No."}
+    long = {"prompt": "word " * 200, "chosen": " Yes.", "rejected": " No."}
+    for split, rows in (("train", [good, long]), ("test", [good])):
+        (pairs / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = edited(smoke_raw, model__id=str(tmp_path / "ck" / "step600"), data__source=str(tmp_path / "data"),
+                 model__checkpoints=[{"path": str(tmp_path / "ck" / s), "step": int(s[4:])} for s in ("step50", "step600")],
+                 train__datasets=[], eval__datasets=["rte"],
+                 recipes={"a": [{"kind": "dpo", "dataset": "preference_pairs", "max_length": 64}]})
+    plan = build_plan(parse_spec(raw))
+    with pytest.raises(ValueError, match=r"line 2") as info:
+        check_plan_data(plan)
+    assert "max_length" in str(info.value)
