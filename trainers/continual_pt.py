@@ -52,6 +52,9 @@ class HeldOut:
         return self.sets[self.new].counts
 
 
+BEFORE_FILE = "before_metrics.json"  # the input model's held-out metrics, in the run's output folder
+
+
 @dataclass(frozen=True)
 class CorpusTrainingData:
     """What `load_data` returns: `objectives.TrainingData`'s fields (the loop and the manifest read them)."""
@@ -122,7 +125,26 @@ class ContinualPtObjective:
                                   documents_checksum([text for _, text in documents]), DATA_VERSION, extra)
 
     def prepare(self, engine: Any, data: CorpusTrainingData, job: Any) -> None:
-        """Nothing before the first step: the schedule's warmup is the re-warmup."""
+        """The held-out metrics of the stage's input model, before the first step, so the manifest has
+        both ends ("learned the new domain", "forgot the old one"); stored with the run and read back on
+        resume, never measured on a partially trained model. The schedule's warmup is the re-warmup."""
+        import torch.distributed as dist
+
+        from ptft.core import storage
+
+        path = storage.join(job.output_dir, BEFORE_FILE)
+        if storage.exists(path):
+            data.extra["before"] = storage.read_json(path)
+            return
+        if engine.global_steps > 0:  # resumed without the file: leave it out rather than measure the wrong model
+            return
+        # Right padding is never attended to nor scored: any id in the vocabulary will do.
+        before = self.validate(engine, data, 0, job.config.batch_size)
+        data.extra["before"] = before
+        if (dist.get_rank() if dist.is_initialized() else 0) == 0:
+            storage.atomic_write_json(path, before)
+        if dist.is_initialized():
+            dist.barrier()
 
     def collate(self, rows: list[list[TokenizedExample]], pad_id: int, multiple: int = 1) -> Batch:
         return collate(rows, pad_id, multiple)

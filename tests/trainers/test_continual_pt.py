@@ -279,3 +279,23 @@ def test_every_config_field_defines_the_result():
     assert WITH_REPLAY.corpora("recipes") == ("recipes", "demo_pretrain")
     with pytest.raises(ValueError, match="ratio"):
         ReplayConfig(corpus="demo_pretrain", ratio=1.0)
+
+
+def test_the_manifest_has_the_input_models_held_out_metrics_too(pretrained, runs, tmp_path):
+    import json
+
+    _, before = pretrained
+    job, reporter = runs["replay"]
+    stored = json.loads(open(TrainOutput(job.output_dir).manifest).read())["data"]["before"]
+    # the input model on the new corpus (recipes, ~426) and the old one (demo_pretrain, ~5.8), as the
+    # pre-training run measured them, then the stage's own end
+    assert stored["val_ppl"] == pytest.approx(before["old_ppl"], rel=1e-4)
+    assert stored["old_ppl"] == pytest.approx(before["val_ppl"], rel=1e-4)
+    assert reporter.history[-1]["val_ppl"] < stored["val_ppl"] and reporter.history[-1]["old_ppl"] > stored["old_ppl"]
+    # A resumed run reads them back (its weights are no longer the input model's).
+    resumed = job.model_copy(update={"output_dir": str(tmp_path / "again")})
+    with pytest.raises(Interrupt):
+        train_worker(resumed, InterruptingReporter(resumed, at=10))
+    _run(resumed)
+    again = json.loads(open(TrainOutput(resumed.output_dir).manifest).read())["data"]["before"]
+    assert again == stored
