@@ -217,10 +217,12 @@ def _stages(analysis: Analysis, figures: dict[str, bytes]) -> str:
               ht.delta("delta_vs_parent", "Δ vs stage before")]
     training = ""
     if not analysis.stage_training.empty:
-        shown = [c for c in ("val_ppl", "old_ppl", "reward_accuracy", "margin", "kept_fraction", "mean_best_score")
-                 if analysis.stage_training[c].notna().any()]
+        shown = [c for c in ("val_ppl_before", "val_ppl", "old_ppl_before", "old_ppl", "reward_accuracy", "margin",
+                            "kept_fraction", "mean_best_score")
+                 if c in analysis.stage_training and analysis.stage_training[c].notna().any()]
         training = ("<h3>Each stage on its own held-out data</h3><p>The winning lr's final metrics: perplexity "
-                    "on the new corpus (val_ppl) and on the old one (old_ppl) for continual pre-training; reward "
+                    "on the new corpus (val_ppl) and on the old one (old_ppl) for continual pre-training, each beside the "
+                    "input model's (_before); reward "
                     "accuracy (chosen margin &gt; 0; 0.5 is chance) and the mean margin on held-out pairs for DPO; the "
                     "fraction of prompts kept and the mean best reward for rejection sampling."
                     "</p>" + ht.render_table(analysis.stage_training,

@@ -123,13 +123,16 @@ def stage_training_table(storage_path: str) -> pd.DataFrame:
             continue
         winner = storage.read_json(path).get("winner", {})
         manifest_path = layout.trial(winner.get("trial_id", "")).manifest
-        metrics = storage.read_json(manifest_path).get("metrics", {}) if storage.exists(manifest_path) else {}
+        manifest = storage.read_json(manifest_path) if storage.exists(manifest_path) else {}
+        metrics = manifest.get("metrics", {})
+        before = manifest.get("data", {}).get("before", {})  # the input model's, where the stage measures it
         own = stage_name(objective, cell["train_dataset"], cell["train_format"],
                          (cell.get("method") or {}).get("label", "full"))
         prior = cell.get("prior_stages")
         rows.append({"lineage": f"{prior}>{own}" if prior else own, "checkpoint": cell["checkpoint"],
                      "checkpoint_step": cell.get("checkpoint_step"), "objective": objective,
                      "lr": winner.get("lr"), **{name: metrics.get(name) for name in TRAINING_METRICS},
+                     **{f"{name}_before": before.get(name) for name in ("val_ppl", "old_ppl")},
                      **_sampled(layout, cell)})
     return pd.DataFrame(rows)
 

@@ -114,17 +114,18 @@ def _stage_lines(path: str) -> list[str]:
     if not os.path.isfile(path):
         return []
     table = pd.read_csv(path)
-    shown = {"continual_pt": ("val_ppl", "new-domain perplexity", "old_ppl", "old-domain perplexity"),
-             "dpo": ("reward_accuracy", "held-out reward accuracy", "margin", "margin")}
     lines = []
     for lineage, rows in table.groupby("lineage", sort=False):
-        names = shown.get(str(rows["objective"].iloc[0]))
-        if names is None:
-            continue
         rows = rows.sort_values("checkpoint_step")
-        first = ", ".join(f"step {int(r.checkpoint_step)}: {getattr(r, names[0]):.2f}" for r in rows.itertuples())
-        second = ", ".join(f"{getattr(r, names[2]):.2f}" for r in rows.itertuples())
-        lines.append(f"{lineage}: {names[1]} {first} ({names[3]} {second})")
+        kind = str(rows["objective"].iloc[0])
+        if kind == "continual_pt" and "val_ppl_before" in rows:
+            new = ", ".join(f"step {int(r.checkpoint_step)}: {r.val_ppl_before:.1f} -> {r.val_ppl:.1f}"
+                            for r in rows.itertuples())
+            old = ", ".join(f"{r.old_ppl_before:.1f} -> {r.old_ppl:.1f}" for r in rows.itertuples())
+            lines.append(f"{lineage}: new-domain perplexity {new} (old domain {old})")
+        elif kind == "dpo":
+            accuracy = ", ".join(f"step {int(r.checkpoint_step)}: {r.reward_accuracy:.2f}" for r in rows.itertuples())
+            lines.append(f"{lineage}: held-out reward accuracy {accuracy} (0.5 is chance)")
     return lines
 
 
