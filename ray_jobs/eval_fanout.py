@@ -127,8 +127,36 @@ def evaluate_one_model(run: EvalRun) -> EvalSummary:
         wandb_run.log({"results": wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in rows])})
         wandb_run.summary.update({f"{r.eval_dataset}/{r.eval_format}/{r.shots}shot/{r.metric}": r.value
                                   for r in records})
+        for record in records:  # a bounded look at what the model answered, per job
+            table = sample_table(record)
+            if table is not None:
+                wandb_run.log({f"samples/{record.eval_dataset}/{record.eval_format}/{record.shots}shot": table})
     finish_run(wandb_run)
     return EvalSummary(run.key, len(records), seconds)
+
+
+SAMPLE_ROWS = 20  # per eval job: the first examples' predictions (the full files stay in storage)
+
+
+def sample_table(record):
+    """A W&B table of the first `SAMPLE_ROWS` per-example predictions of a ptft record (None without them)."""
+    import json
+
+    import wandb
+
+    from ptft.core import storage
+
+    if record.source != "ptft" or not record.predictions or not storage.exists(record.predictions):
+        return None
+    rows = []
+    for line in storage.read_text(record.predictions).splitlines()[:SAMPLE_ROWS]:
+        row = json.loads(line)
+        rows.append({k: v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v)
+                     for k, v in row.items()})
+    if not rows:
+        return None
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return wandb.Table(columns=columns, data=[[row.get(c) for c in columns] for row in rows])
 
 
 class EvalQueue:

@@ -205,7 +205,9 @@ def _run_stages(plan: Plan, layout: GridLayout, resolver: RevisionResolver, wand
     def selected(cell_id: str, record: dict) -> None:
         if cell_id not in logged_cells:
             logged_cells.add(cell_id)
-            log_selection(wandb_settings, plan, plan.cell(cell_id), record)
+            winner = layout.trial(record["winner"]["trial_id"])
+            model_dir = winner.model if storage.exists(winner.model) else winner.adapter  # prompt methods: an adapter
+            log_selection(wandb_settings, plan, plan.cell(cell_id), record, model_dir=model_dir)
 
     if todo:
         phase = TrialPhase(len(todo))

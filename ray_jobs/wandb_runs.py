@@ -33,13 +33,14 @@ class GridWandbSettings(WandbSettings):
 
     grid: str = ""
     command: str = ""
+    log_models: bool = False  # each cell's winner as a model artifact (spec wandb.log_models)
 
 
 def settings_for(spec, storage_root: str) -> GridWandbSettings:
     # wandb writes locally; for an object-store grid the runs stay on the node until synced.
     directory = storage_root if not storage.is_remote(storage_root) else tempfile.gettempdir()
     return GridWandbSettings(spec.wandb.project, spec.wandb.entity, resolve_mode(spec.wandb.mode), directory,
-                             grid=spec.name, command=shlex.join(sys.argv))
+                             grid=spec.name, command=shlex.join(sys.argv), log_models=spec.wandb.log_models)
 
 
 def _method_label(thing: Any) -> str | None:
@@ -134,7 +135,8 @@ def finish_run(run) -> None:
     wandb.teardown()
 
 
-def log_selection(settings: WandbSettings | None, plan, cell, record: dict[str, Any]) -> None:
+def log_selection(settings: WandbSettings | None, plan, cell, record: dict[str, Any],
+                  model_dir: str | None = None) -> None:
     """One short run per selected cell, in the cell's group: the winning lr and every lr's final
     validation loss in its summary, where the cell's trials and its winner's evaluation sit beside it."""
     if settings is None or not settings.enabled:
@@ -151,4 +153,11 @@ def log_selection(settings: WandbSettings | None, plan, cell, record: dict[str, 
     run.summary.update({"winner_lr": winner["lr"], "winner_trial_id": winner["trial_id"],
                         "winner_val_loss": winner["val_loss"],
                         **{f"val_loss/lr{c['lr']:g}": c["val_loss"] for c in record.get("candidates", [])}})
+    if getattr(settings, "log_models", False) and model_dir and os.path.isdir(model_dir):
+        import wandb
+
+        artifact = wandb.Artifact(f"model-{cell.cell_id}", type="model",
+                                  metadata={"cell": group, "trial_id": winner["trial_id"], "lr": winner["lr"]})
+        artifact.add_dir(model_dir)
+        run.log_artifact(artifact)
     finish_run(run)

@@ -568,6 +568,7 @@ class WandbSpec(BaseModel):
     mode: Literal["auto", "online", "offline", "disabled"] = Field(
         "auto", description="auto: online when WANDB_API_KEY is set, else offline."
     )
+    log_models: bool = Field(False, description="Log each cell's winning model (or adapter) as a W&B artifact.")
 
     @model_validator(mode="before")
     @classmethod

@@ -144,3 +144,44 @@ def test_wandb_runs_are_grouped_by_cell_named_by_model_and_tagged(tmp_path, monk
     assert train.config["command"] == "ptft run wb.yaml --set train.epochs=1" and train.config["grid"] == "wb"
     assert selection.name == "select mnli-default-ckpt step100"
     assert selection.summary["winner_lr"] == 3e-3 and selection.summary["val_loss/lr0.001"] == 2.0
+
+
+def test_model_artifacts_are_logged_only_when_asked(tmp_path):
+    import dataclasses
+
+    from ray_jobs.wandb_runs import log_selection, settings_for
+    from tests.ray_jobs.wandb_files import records
+
+    plan = _plan(tmp_path)
+    trial = plan.trials[0]
+    cell = plan.cell(trial.cell_id)
+    model_dir = tmp_path / "winner-model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    record = {"metric": "val_loss", "winner": {"trial_id": trial.trial_id, "lr": 3e-3, "val_loss": 1.5}}
+
+    def artifacts(log_models: bool, where: str) -> list[str]:
+        settings = dataclasses.replace(settings_for(plan.spec, str(tmp_path / where)), log_models=log_models)
+        log_selection(settings, plan, cell, record, model_dir=str(model_dir))
+        (run_dir,) = (tmp_path / where / "wandb").glob("offline-run-*")
+        (log,) = run_dir.glob("run-*.wandb")
+        return [r.artifact.name for r in records(log) if r.WhichOneof("record_type") == "artifact"]
+
+    assert artifacts(False, "off") == []
+    assert artifacts(True, "on") == [f"model-{cell.cell_id}"]
+
+
+def test_an_eval_runs_sample_table_is_bounded(tmp_path):
+    import json
+
+    from evals.results import ResultRecord
+    from ray_jobs.eval_fanout import SAMPLE_ROWS, sample_table
+
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text("".join(json.dumps({"example_id": str(i), "prediction": "yes", "score": 1.0,
+                                               "candidates": ["yes", "no"]}) + "\n" for i in range(50)))
+    record = ResultRecord(base_model="m", checkpoint="c", eval_dataset="rte", eval_format="default", shots=0,
+                          metric="accuracy", value=1.0, std=0.0, n=50, predictions=str(predictions))
+    table = sample_table(record)
+    assert len(table.data) == SAMPLE_ROWS and table.columns == ["example_id", "prediction", "score", "candidates"]
+    assert table.data[0][3] == '["yes", "no"]'  # nested values as JSON text
