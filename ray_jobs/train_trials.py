@@ -155,6 +155,7 @@ def train_in_process(run: TrialRun) -> None:
 
     reporter = TuneReporter(run.checkpoint_root, run.trial_id)
     grid_reporter = GridReporter(reporter, run.grid, rank=0) if run.grid is not None else None
+    _one_process_rendezvous()
     try:
         train_worker(run.job, grid_reporter or reporter)
     finally:
@@ -162,6 +163,25 @@ def train_in_process(run: TrialRun) -> None:
             grid_reporter.finish()
         gc.collect()
         release_accelerator_memory()
+
+
+def _one_process_rendezvous() -> None:
+    """Before this actor's first trial: a one-process group of its own. A Ray worker inherits the driver's
+    environment, and a driver that holds a process group itself (a test session, a driver under torchrun)
+    would hand every actor its RANK/WORLD_SIZE/MASTER_PORT: the actor's group would then try to listen on
+    the driver's port (EADDRINUSE) or wait for ranks that never come. Later trials reuse the group."""
+    import os
+    import socket
+
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
 
 
 def quiet_worker() -> None:
