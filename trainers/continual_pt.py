@@ -33,7 +33,7 @@ from ptft.tasks import CorpusDocuments, corpus_documents
 from ptft.tasks.corpora import documents_checksum
 from trainers.collate import Batch, collate, plan_rows
 from trainers.examples import IGNORE_INDEX, ExampleSet, TokenizedExample, leading_special_ids
-from trainers.loss import loss_sum_and_count
+from trainers.loss import held_out_rows_loss, loss_sum_and_count
 
 # The tokenization rule (specials + text + eos, max_length chunks, packed): the manifest's template_version.
 DATA_VERSION = "continual_pt/1"
@@ -215,37 +215,14 @@ def draw_replay(pool_size: int, count: int, seed: int) -> list[int]:
 
 
 def held_out_loss(engine: Any, chunks: Sequence[TokenizedExample], pad_id: int, batch_size: int) -> float | None:
-    """Token-mean loss over held-out chunks, packed into rows of the longest chunk's width, sharded over ranks
-    (collective; None with no chunks).
-
-    Packing changes no number (documents never see each other; `tests/trainers/test_continual_pt.py`
-    checks it) and saves forward passes. As in `objectives.validation_loss`, every rank runs the same number
-    of passes (ZeRO-3 gathers parameters collectively); a rank out of rows repeats one with no target.
-    """
-    import torch
-    import torch.distributed as dist
-
+    """Token-mean loss over held-out chunks, packed into rows of the longest chunk's width (collective; None
+    with no chunks). Packing changes no number (documents never see each other;
+    `tests/trainers/test_continual_pt.py` checks it) and saves forward passes."""
     if not chunks:
         return None
     width = max(len(c) for c in chunks)
     rows = [[chunks[i] for i in row] for row in plan_rows([len(c) for c in chunks], width, packing=True, seed=0)]
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world_size = dist.get_world_size() if dist.is_initialized() else 1
-    mine = rows[rank::world_size]
-    n_batches = math.ceil(math.ceil(len(rows) / world_size) / batch_size)
-    blank = [TokenizedExample("", chunks[0].input_ids, (IGNORE_INDEX,) * len(chunks[0]))]
-    mine += [blank] * (n_batches * batch_size - len(mine))
-    engine.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=engine.device)
-    with torch.no_grad():
-        for b in range(n_batches):
-            batch = collate(mine[b * batch_size:(b + 1) * batch_size], pad_id).to(engine.device)
-            loss_sum, count = loss_sum_and_count(engine, batch)
-            total += torch.stack([loss_sum.double(), count.double()])
-    engine.train()
-    if dist.is_initialized():
-        dist.all_reduce(total)
-    return (total[0] / total[1]).item()
+    return held_out_rows_loss(engine, rows, pad_id, batch_size)
 
 
 def perplexity(loss: float | None) -> float | None:

@@ -19,7 +19,6 @@ typed values in `ObjectiveConfig`, carried by the `TrainJob`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -158,34 +157,7 @@ def objective_for(config: Any) -> Objective:
 
 
 def validation_loss(engine: Any, examples: tuple[Any, ...], pad_id: int, batch_size: int) -> float | None:
-    """Token-mean loss over the validation examples, sharded over ranks (collective; None if no examples).
+    """Token-mean loss over the validation examples, one per row (collective; None if no examples)."""
+    from trainers.loss import held_out_rows_loss
 
-    Every rank runs the same number of forward passes (ZeRO-3 gathers parameters collectively); a rank
-    that runs out of examples repeats one with all labels ignored.
-    """
-    import torch
-    import torch.distributed as dist
-
-    from trainers.collate import collate
-    from trainers.examples import IGNORE_INDEX, TokenizedExample
-    from trainers.loss import loss_sum_and_count
-
-    if not examples:
-        return None
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world_size = dist.get_world_size() if dist.is_initialized() else 1
-    mine = list(examples[rank::world_size])
-    n_batches = math.ceil(math.ceil(len(examples) / world_size) / batch_size)
-    blank = TokenizedExample("", examples[0].input_ids, (IGNORE_INDEX,) * len(examples[0]))
-    mine += [blank] * (n_batches * batch_size - len(mine))
-    engine.eval()
-    total = torch.zeros(2, dtype=torch.float64, device=engine.device)
-    with torch.no_grad():
-        for b in range(n_batches):
-            batch = collate([[e] for e in mine[b * batch_size:(b + 1) * batch_size]], pad_id).to(engine.device)
-            loss_sum, count = loss_sum_and_count(engine, batch)
-            total += torch.stack([loss_sum.double(), count.double()])
-    engine.train()
-    if dist.is_initialized():
-        dist.all_reduce(total)
-    return (total[0] / total[1]).item()
+    return held_out_rows_loss(engine, [[e] for e in examples], pad_id, batch_size)
