@@ -39,6 +39,31 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(int(session.exitstatus))
 
 
+@pytest.fixture(scope="session")
+def dist_env():
+    """A world-size-1 gloo process group shared by every in-process DeepSpeed test of the session.
+
+    Session-scoped on purpose: DeepSpeed caches groups, and a second `init_process_group` after a
+    `destroy_process_group` in the same process fails (docs/stack.md §3).
+    """
+    import socket
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        with socket.socket() as s:  # a free port: other suites may run beside this one
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="gloo")
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 @pytest.fixture(autouse=True)
 def _registries_as_found():
     """Tasks and corpora a test registers (declared tasks, a rejection-sampling stage's kept set, a spec's

@@ -1,10 +1,8 @@
-"""Tiny stand-ins of each family's class (docs/families.md §3), built once per session, and the one
-world-size-1 gloo group every in-process DeepSpeed test shares (docs/stack.md §3)."""
+"""Tiny stand-ins of each family's class (docs/families.md §3), built once per session (the gloo group every
+in-process DeepSpeed test shares, `dist_env`, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 
 import pytest
@@ -36,22 +34,3 @@ def tiny_family_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str
                                                    tie_word_embeddings=TIED[architecture])
         return built[architecture]
     return get
-
-
-@pytest.fixture(scope="session")
-def dist_env():
-    """A world-size-1 gloo process group shared by every in-process DeepSpeed test of the session."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        with socket.socket() as s:  # a free port: other suites may run beside this one
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        import deepspeed
-
-        deepspeed.init_distributed(dist_backend="gloo")
-    yield
-    if dist.is_initialized():
-        dist.destroy_process_group()

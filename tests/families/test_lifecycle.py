@@ -5,7 +5,6 @@ from a mid-run checkpoint to the same losses and weights as an uninterrupted run
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ import torch
 from ptft.core.layout import TrainOutput
 from ptft.core.tiny import TINY_ARCHITECTURES
 from tests.families.conftest import ARCHITECTURES, TIED
+from tests.training import Interrupt, InterruptingReporter, model_weights
 from trainers.config import TrainConfig
 from trainers.sft import LocalReporter, TrainJob, train_worker
 
@@ -24,29 +24,6 @@ def _job(model: str, out: str) -> TrainJob:
                          zero_stage=2, seed=42, max_steps=STEPS, checkpoint_every=CHECKPOINT_AT)
     return TrainJob(trial_id="trial", cell_id="cell", model=model, dataset="mnli", data_source="mini",
                     data_limit=40, lr=1e-3, config=config, output_dir=out)
-
-
-class Interrupt(Exception):
-    pass
-
-
-class InterruptingReporter(LocalReporter):
-    """A crash right after the checkpoint of step `at` has been saved and reported."""
-
-    def __init__(self, job: TrainJob, at: int) -> None:
-        super().__init__(job)
-        self.at = at
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        super().report(metrics, checkpoint_dir)
-        if metrics["step"] == self.at:
-            raise Interrupt
-
-
-def _weights(model_dir: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(os.path.join(model_dir, "model.safetensors"))
 
 
 @pytest.fixture(scope="module", params=ARCHITECTURES)
@@ -77,8 +54,8 @@ def test_trains_and_resumes_to_the_uninterrupted_run(trained, tmp_path):
     for m in resumed.history:
         assert m["loss"] == pytest.approx(by_step[m["step"]]["loss"], rel=1e-6, abs=1e-7)
         assert m["lr"] == pytest.approx(by_step[m["step"]]["lr"], rel=1e-9)
-    a = _weights(os.path.join(straight_job.output_dir, "model"))
-    b = _weights(os.path.join(job.output_dir, "model"))
+    a = model_weights(os.path.join(straight_job.output_dir, "model"))
+    b = model_weights(os.path.join(job.output_dir, "model"))
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-6)
@@ -105,7 +82,7 @@ def test_export_reloads_as_its_class_with_its_quirks(trained):
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
         fp32 = get_fp32_state_dict_from_zero_checkpoint(os.path.join(job.output_dir, "checkpoints"))
-        saved = _weights(model_dir)
+        saved = model_weights(model_dir)
         embed_key = next(name for name, p in model.named_parameters() if p is embeddings)
         head_key = next(k for k in fp32 if k.endswith(("lm_head.weight", "embed_out.weight")))
         assert torch.equal(fp32[head_key], fp32[embed_key]) and torch.equal(saved[embed_key], fp32[embed_key])

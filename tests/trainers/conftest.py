@@ -1,13 +1,6 @@
-"""Shared fixtures: one tiny OLMo per session and one world-size-1 gloo group per session.
-
-The process group is session-scoped on purpose: DeepSpeed caches groups, and a second
-`init_process_group` after a `destroy_process_group` in the same process fails (docs/stack.md §3).
-"""
+"""Shared fixtures: one tiny OLMo per session (the gloo group, `dist_env`, is in tests/conftest.py)."""
 
 from __future__ import annotations
-
-import os
-import socket
 
 import pytest
 
@@ -32,22 +25,3 @@ def tokenizer(tiny_model_dir: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture(scope="session")
-def dist_env():
-    """A world-size-1 gloo process group shared by every in-process DeepSpeed test."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        with socket.socket() as s:  # a free port: other suites may run beside this one
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
-                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        import deepspeed
-
-        deepspeed.init_distributed(dist_backend="gloo")
-    yield
-    if dist.is_initialized():
-        dist.destroy_process_group()

@@ -14,6 +14,7 @@ import torch
 from ptft.core.layout import TrainOutput
 from ptft.core.tiny import TINY_ARCHITECTURES, build_tiny_model, train_tokenizer
 from ptft.tasks import corpus_documents
+from tests.training import Interrupt, InterruptingReporter
 from trainers.collate import collate
 from trainers.config import TrainConfig
 from trainers.continual_pt import (
@@ -220,23 +221,6 @@ def test_manifest_records_the_corpora_and_the_replay(runs):
     assert manifest["metrics"]["old_ppl"] == reporter.history[-1]["old_ppl"]
     assert manifest["job"]["objective"] == {"kind": "continual_pt", "replay": {"corpus": "demo_pretrain",
                                             "ratio": 0.25}, "old_corpus": None, "eval_corpora": []}
-
-
-class Interrupt(Exception):
-    pass
-
-
-class InterruptingReporter(LocalReporter):
-    """A crash right after the checkpoint of step `at` is saved and reported."""
-
-    def __init__(self, job: TrainJob, at: int) -> None:
-        super().__init__(job)
-        self.at = at
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        super().report(metrics, checkpoint_dir)
-        if metrics["step"] == self.at:
-            raise Interrupt
 
 
 def test_resume_mid_run_equals_the_uninterrupted_run(runs, tmp_path):

@@ -14,6 +14,7 @@ import torch
 from ptft.core import storage
 from ptft.tasks import DataError
 from ptft.tasks.preferences import preference_set
+from tests.training import Interrupt, InterruptingReporter, model_weights
 from trainers.config import TrainConfig
 from trainers.dpo import (
     REFERENCE_FILE,
@@ -37,29 +38,6 @@ def _job(model: str, out: str, objective: DpoConfig | None = None, method: Any =
     return TrainJob(trial_id="dpo", cell_id="cell", model=model, dataset="demo_prefs", data_source="mini",
                     lr=1e-3, config=TrainConfig(**{**defaults, **config}), objective=objective or DpoConfig(),
                     output_dir=out, **({"method": method} if method is not None else {}))
-
-
-class Interrupt(Exception):
-    pass
-
-
-class InterruptingReporter(LocalReporter):
-    """A crash right after the checkpoint of step `at` is saved and reported."""
-
-    def __init__(self, job: TrainJob, at: int) -> None:
-        super().__init__(job)
-        self.at = at
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        super().report(metrics, checkpoint_dir)
-        if metrics["step"] == self.at:
-            raise Interrupt
-
-
-def _weights(model_dir: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(os.path.join(model_dir, "model.safetensors"))
 
 
 def _pairs(tokenizer: Any, n: int, max_length: int = 128) -> tuple[TokenizedPair, ...]:
@@ -205,8 +183,8 @@ def test_resume_matches_uninterrupted_and_reads_the_stored_reference(uninterrupt
         assert m["lr"] == pytest.approx(by_step[m["step"]]["lr"], rel=1e-9)
         assert m["reward_accuracy"] == by_step[m["step"]]["reward_accuracy"]
     assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
-    a = _weights(os.path.join(straight_job.output_dir, "model"))
-    b = _weights(os.path.join(job.output_dir, "model"))
+    a = model_weights(os.path.join(straight_job.output_dir, "model"))
+    b = model_weights(os.path.join(job.output_dir, "model"))
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-6)
 

@@ -11,11 +11,10 @@ import torch
 from pydantic import TypeAdapter
 
 from ptft.core.layout import TrainOutput
+from tests.training import Interrupt, InterruptingReporter
 from trainers.config import TrainConfig
 from trainers.methods import LoraMethod, Method
 from trainers.sft import LocalReporter, TrainJob, train_worker
-
-from .test_sft import Interrupt, InterruptingReporter
 
 METHODS = {
     "lora": {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0},

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ptft.core.layout import TrainOutput
+from tests.training import Interrupt, InterruptingReporter, model_weights
 from trainers.config import TrainConfig
 from trainers.sft import LocalReporter, TrainJob, train_worker
 
@@ -21,29 +22,6 @@ def _job(model: str, out: str, **config: Any) -> TrainJob:
                     zero_stage=0, seed=42)
     return TrainJob(trial_id="trial", cell_id="cell", model=model, dataset="mnli", data_source="mini",
                     data_limit=40, lr=1e-3, config=TrainConfig(**{**defaults, **config}), output_dir=out)
-
-
-class Interrupt(Exception):
-    pass
-
-
-class InterruptingReporter(LocalReporter):
-    """Simulates a crash right after the checkpoint of step `at` has been saved and reported."""
-
-    def __init__(self, job: TrainJob, at: int) -> None:
-        super().__init__(job)
-        self.at = at
-
-    def report(self, metrics: dict[str, Any], checkpoint_dir: str | None = None) -> None:
-        super().report(metrics, checkpoint_dir)
-        if metrics["step"] == self.at:
-            raise Interrupt
-
-
-def _weights(model_dir: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(os.path.join(model_dir, "model.safetensors"))
 
 
 def test_golden_losses(dist_env, tiny_model_dir, tmp_path):
@@ -83,8 +61,8 @@ def test_resume_mid_epoch_matches_uninterrupted(uninterrupted, tmp_path):
         assert m["loss"] == pytest.approx(by_step[m["step"]]["loss"], rel=1e-6, abs=1e-7)
         assert m["lr"] == pytest.approx(by_step[m["step"]]["lr"], rel=1e-9)
     assert resumed.history[-1]["val_loss"] == pytest.approx(straight.history[-1]["val_loss"], rel=1e-6)
-    a = _weights(os.path.join(straight_job.output_dir, "model"))
-    b = _weights(os.path.join(job.output_dir, "model"))
+    a = model_weights(os.path.join(straight_job.output_dir, "model"))
+    b = model_weights(os.path.join(job.output_dir, "model"))
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-6)
@@ -129,13 +107,13 @@ def test_zero3_export_is_exact_and_matches_zero0(dist_env, tiny_model_dir, tmp_p
 
     job3 = _job(tiny_model_dir, str(tmp_path / "z3"), zero_stage=3, max_steps=3)
     train_worker(job3)
-    exported = _weights(os.path.join(job3.output_dir, "model"))
+    exported = model_weights(os.path.join(job3.output_dir, "model"))
     from_checkpoint = get_fp32_state_dict_from_zero_checkpoint(os.path.join(job3.output_dir, "checkpoints"))
     for name, tensor in from_checkpoint.items():
         assert torch.equal(exported[name], tensor), name
     job0 = _job(tiny_model_dir, str(tmp_path / "z0"), zero_stage=0, max_steps=3)
     train_worker(job0)
-    reference = _weights(os.path.join(job0.output_dir, "model"))
+    reference = model_weights(os.path.join(job0.output_dir, "model"))
     for name in reference:
         torch.testing.assert_close(exported[name], reference[name], rtol=1e-5, atol=1e-6)
 
