@@ -337,18 +337,25 @@ PLAN: dict[str, tuple[Maker, dict[str, int]]] = {
 }
 
 
-def generate(out_dir: Path = DATA_DIR) -> list[Path]:
-    """Write every mini split under `out_dir/<task>/<split>.jsonl`; returns the files written."""
+def write_splits(plan: dict[str, tuple[Callable[..., dict], dict[str, int]]], out_dir: Path, seed_prefix: str,
+                 row: Callable[[Callable[..., dict], random.Random, int, str], dict]) -> list[Path]:
+    """Write `out_dir/<name>/<split>.jsonl` for every (name, split) of `plan` ({name: (maker, {split: rows})}),
+    row i made by `row(maker, rng, i, split)` with a generator seeded by name and split; returns the files."""
     written = []
-    for task, (maker, splits) in PLAN.items():
+    for name, (maker, splits) in plan.items():
         for split, n_rows in splits.items():
-            rng = random.Random(f"ptft-mini/{task}/{split}")  # str seeds are stable across runs
-            path = out_dir / task / f"{split}.jsonl"
+            rng = random.Random(f"{seed_prefix}/{name}/{split}")  # str seeds are stable across runs
+            path = out_dir / name / f"{split}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
-            lines = [json.dumps(maker(rng, i, split), ensure_ascii=False) for i in range(n_rows)]
+            lines = [json.dumps(row(maker, rng, i, split), ensure_ascii=False) for i in range(n_rows)]
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
             written.append(path)
     return written
+
+
+def generate(out_dir: Path = DATA_DIR) -> list[Path]:
+    """Write every mini split under `out_dir/<task>/<split>.jsonl`; returns the files written."""
+    return write_splits(PLAN, out_dir, "ptft-mini", lambda maker, rng, i, split: maker(rng, i, split))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,12 +20,11 @@ Kept apart from `mini/data/` on purpose: that folder is exactly what `generate.p
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import sys
 from pathlib import Path
 
-from ptft.tasks.mini.generate import COLORS, HOMES, SOUNDS, _nli_pair, _story
+from ptft.tasks.mini.generate import COLORS, HOMES, SOUNDS, _nli_pair, _story, write_splits
 
 PREFERENCE_DIR = Path(__file__).resolve().parent / "preferences"
 NLI_WORDS = ("entailment", "neutral", "contradiction")
@@ -100,16 +99,7 @@ PLAN = {
 
 def generate(out_dir: Path = PREFERENCE_DIR) -> list[Path]:
     """Write every mini preference split under `out_dir/<set>/<split>.jsonl`; returns the files written."""
-    written = []
-    for name, (maker, splits) in PLAN.items():
-        for split, n_rows in splits.items():
-            rng = random.Random(f"ptft-mini-preferences/{name}/{split}")  # str seeds are stable across runs
-            path = out_dir / name / f"{split}.jsonl"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            lines = [json.dumps(maker(rng, i), ensure_ascii=False) for i in range(n_rows)]
-            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            written.append(path)
-    return written
+    return write_splits(PLAN, out_dir, "ptft-mini-preferences", lambda maker, rng, i, split: maker(rng, i))
 
 
 def main(argv: list[str] | None = None) -> None:
