@@ -29,10 +29,8 @@ from typing import Any
 
 from evals.jobs import ModelRef
 from evals.model_loading import (
-    is_uri,
     load_model,
     load_tokenizer,
-    local_model_copy,
     resolve_device,
     resolve_dtype,
 )
@@ -286,8 +284,7 @@ def run_harness(model: ModelRef, config: HarnessConfig, out_dir: str) -> list[Re
     version = require_lm_eval()
     check_tasks(config.tasks, config.include_path)
     out = EvalOutput(out_dir)
-    source = local_model_copy(model.path_or_id) if is_uri(model.path_or_id) else model.path_or_id
-    adapter = model.adapter and (local_model_copy(model.adapter) if is_uri(model.adapter) else model.adapter)
+    source, adapter = model.local_sources()
     model_id = model_identity(model, source, adapter)
     device = resolve_device(config.device)
     dtype = str(resolve_dtype(config.precision, device)).replace("torch.", "")

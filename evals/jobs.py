@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from evals.model_loading import is_uri
+from evals.model_loading import is_uri, local_model_copy
 from evals.results import ModelIdentity
 from ptft.core.ids import content_hash
 
@@ -45,6 +45,14 @@ class ModelRef:
     @property
     def is_local(self) -> bool:
         return os.path.isdir(self.path_or_id)
+
+    def local_sources(self) -> tuple[str, str | None]:
+        """Where `from_pretrained` reads the model and its adapter: a local copy of a folder in object
+        storage (fetched once, `local_model_copy`), else the path or hub id as given."""
+        def local(path: str) -> str:
+            return local_model_copy(path) if is_uri(path) else path
+
+        return local(self.path_or_id), (local(self.adapter) if self.adapter else None)
 
     def describe(self) -> str:
         return (f"{self.path_or_id}" + (f"@{self.revision}" if self.revision else "")

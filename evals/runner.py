@@ -28,7 +28,6 @@ from evals.model_loading import (
     is_uri,
     load_model,
     load_tokenizer,
-    local_model_copy,
     resolve_device,
     resolve_dtype,
     stored_dtype,
@@ -181,8 +180,7 @@ def evaluate_model(model: ModelRef, jobs: list[EvalJob], config: EvalConfig, out
     validate_jobs(jobs, config.mode, data_source)
     out = EvalOutput(out_dir)
     # from_pretrained reads local folders and the hub; a folder in object storage is copied here first.
-    source = local_model_copy(model.path_or_id) if is_uri(model.path_or_id) else model.path_or_id
-    adapter = model.adapter and (local_model_copy(model.adapter) if is_uri(model.adapter) else model.adapter)
+    source, adapter = model.local_sources()
     tokenizer = load_tokenizer(source, model.revision)
     model_config = _model_config(model, source)
     # Virtual tokens take positions: the text budget is what they leave.
