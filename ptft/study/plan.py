@@ -320,12 +320,8 @@ def _expand_recipe(spec: ExperimentSpec, model: Any, model_name: str | None, ref
         next_frontier: list[Cell | None] = []
         for parent in frontier:
             for entry in entries:
-                epochs = stage.epochs or train.epochs_for(entry)
-                plain = train.train_config(epochs=epochs)
-                overrides = {k: getattr(stage, k) for k in STAGE_OVERRIDES if getattr(stage, k) is not None}
-                config = plain.model_copy(update=overrides) if overrides else plain
-                lrs = tuple(_lr_values(stage.learning_rates) if stage.learning_rates is not None
-                            else train.lrs_for(entry, method_spec))
+                config, plain = stage.train_configs(train, entry)
+                lrs = tuple(stage.lrs_for(train, entry, method_spec))
                 formats = ((entry.formats or stage.formats or train.formats) if stage.kind == "sft"
                            else [rejection.fmt] if rejection else ["default"])
                 for fmt in formats:
@@ -344,14 +340,6 @@ def _expand_recipe(spec: ExperimentSpec, model: Any, model_name: str | None, ref
                     by_id[cell.cell_id] = merged
                     next_frontier.append(merged)
         frontier = next_frontier
-
-
-# The TrainConfig fields a recipe stage may set for itself.
-STAGE_OVERRIDES = ("max_steps", "warmup_ratio", "max_length", "batch_size", "grad_accum", "packing", "val_size")
-
-
-def _lr_values(lrs: Any) -> list[float]:
-    return lrs.values() if hasattr(lrs, "values") and not isinstance(lrs, list) else list(lrs)
 
 
 def _stage_cell(spec: ExperimentSpec, model: Any, model_name: str | None, ref: CheckpointRef, dataset: str,

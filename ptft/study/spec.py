@@ -855,6 +855,18 @@ class StageSpec(BaseModel):
             return list(self.datasets)
         return [TrainDataset(name=self.dataset)] if self.dataset else []
 
+    def train_configs(self, train: TrainSpec, entry: TrainDataset) -> tuple[TrainConfig, TrainConfig]:
+        """(this stage's TrainConfig on `entry`, the train: section's): the section's with the fields the
+        stage sets for itself (STAGE_TRAIN_FIELDS); the plan compares the two."""
+        plain = train.train_config(epochs=self.epochs or train.epochs_for(entry))
+        overrides = {k: getattr(self, k) for k in STAGE_TRAIN_FIELDS
+                     if k != "epochs" and getattr(self, k) is not None}
+        return (plain.model_copy(update=overrides) if overrides else plain), plain
+
+    def lrs_for(self, train: TrainSpec, entry: TrainDataset, method: MethodSpec) -> list[float]:
+        """The stage's own lrs, else what the train: section gives the dataset and method."""
+        return _lr_values(self.learning_rates) if self.learning_rates is not None else train.lrs_for(entry, method)
+
 
 _DATA_KIND = {"sft": "task", "continual_pt": "corpus", "dpo": "preference set", "rejection_sampling": "task"}
 _SAMPLING_FIELDS = ("format", "samples", "temperature", "top_p", "seed", "reward", "threshold", "max_new_tokens",
