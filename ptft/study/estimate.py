@@ -183,11 +183,8 @@ def model_params(model_id: str, declared: int | None, base_dir: str = ".") -> in
         return declared
     if model_id in KNOWN_PARAMS:
         return KNOWN_PARAMS[model_id]
-    path = model_id if os.path.isabs(model_id) else os.path.join(base_dir, model_id)
-    config_file = os.path.join(path, "config.json")
-    if os.path.isfile(config_file):
-        with open(config_file, encoding="utf-8") as f:
-            cfg = json.load(f)
+    cfg = _local_config(model_id, base_dir)
+    if cfg is not None:
         d, layers = cfg.get("hidden_size"), cfg.get("num_hidden_layers")
         ff, vocab = cfg.get("intermediate_size"), cfg.get("vocab_size")
         if all(isinstance(x, int) for x in (d, layers, ff, vocab)):
