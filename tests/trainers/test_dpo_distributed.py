@@ -131,8 +131,9 @@ def test_two_workers_train_as_one_worker_with_the_same_global_batch(runs):
     at step k. Every micro-batch is full (32 rows divide evenly), each micro-batch's loss is its pair
     mean, DeepSpeed divides by grad_accum and averages over ranks: the step's gradient is the mean over
     the same 8 pairs either way, and so is the reported loss. Only float summation order differs
-    (batches padded to other widths, an all-reduce), which Adam's first steps (update ~ lr * sign(g))
-    can amplify a little, hence a looser tolerance than ZeRO-2 vs ZeRO-3 at one world size."""
+    (batches padded to other widths, an all-reduce); over 3 steps the losses agree to < 1e-6 relative
+    (measured), so they get ZeRO-2 vs ZeRO-3's rel 1e-5. Adam's first steps (update ~ lr * sign(g))
+    could amplify such noise over a longer run."""
     job1, reports1 = runs["ws1"]
     job2, reports2 = runs["z2"]
     m1, m2 = _manifest(job1.output_dir), _manifest(job2.output_dir)
