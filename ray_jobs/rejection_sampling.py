@@ -130,7 +130,7 @@ def run_rejection_sampling(plan: Plan, cells: list[Cell], layout: GridLayout, re
                 outcome[run.cell_id] = (f"error: rejection sampling kept no completion of {summary['prompts']} "
                                         "prompts (lower the threshold, or sample more)")
             _log(f"rejection sampling {run.label}: kept {summary['kept']}/{summary['prompts']} prompts "
-                 f"({summary['kept_fraction']:.0%}), mean best {run.config.reward} {summary['mean_best_score']:.3f}, "
+                 f"({summary['kept_fraction']:.0%}), mean best {run.config.reward_name} {summary['mean_best_score']:.3f}, "
                  f"mean {summary['mean_score']:.3f}, {summary['samples']} samples in {summary['seconds']:.1f}s")
     for cell in cells:  # the ones done by an earlier run: say what they kept
         if cell.rejection is not None and outcome.get(cell.cell_id) == "done" and \

@@ -69,7 +69,7 @@ def train_job(spec: ExperimentSpec, trial: Trial, layout: GridLayout, resolver: 
         from evals.rejection import kept_data_task
         from ptft.tasks import register_declared
 
-        kept = kept_data_task(layout.stage_data(trial.cell_id), trial.cell_id, trial.rejection.fmt)
+        kept = kept_data_task(layout.stage_data(trial.cell_id), trial.cell_id, trial.rejection)
         register_declared(kept)  # here too: the driver reads its template version
         dataset, tasks = kept.name, (*spec.tasks, kept)
     return TrainJob(

@@ -115,6 +115,25 @@ def build_tiny_model(out_dir: str, texts: Iterable[str] | None = None, seed: int
     return out_dir
 
 
+def build_tiny_reward_model(out_dir: str, texts: Iterable[str] | None = None, seed: int = 0,
+                            vocab_size: int = 512, architecture: str = "llama") -> str:
+    """A randomly initialised tiny reward model: `architecture`'s sequence classifier with one output
+    (what a hub reward model is), plus its tokenizer, in `out_dir`; returns the path."""
+    import torch
+    import transformers
+
+    arch = TINY_ARCHITECTURES[architecture]
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, conventions=arch.tokenizer)
+    config = tiny_config(architecture, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, num_labels=1)
+    torch.manual_seed(seed)
+    model = getattr(transformers, arch.model_class.replace("ForCausalLM", "ForSequenceClassification"))(config)
+    os.makedirs(out_dir, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
+
+
 # ------------------------------------------------------------------------- the families' architectures
 @dataclass(frozen=True)
 class TinyArchitecture:

@@ -307,7 +307,7 @@ def _expand_recipe(spec: ExperimentSpec, model: Any, model_name: str | None, ref
     train = spec.train
     frontier: list[Cell | None] = [None]
     for index, stage in enumerate(stages):
-        rejection = stage.rejection_config() if stage.kind == "rejection_sampling" else None
+        rejection = stage.rejection_config(spec.base_dir) if stage.kind == "rejection_sampling" else None
         if rejection is not None and "://" in spec.storage:
             raise ValueError(f"recipes.{recipe}[{index}]: a rejection_sampling stage reads its kept set as a "
                              f"folder task, so storage must be a local (shared) folder, not {spec.storage}")

@@ -45,6 +45,7 @@ def preflight(plan: Plan, about_to_run: bool = True) -> None:
     register_tasks(plan)
     check_checkpoints(plan, about_to_run)
     check_methods(plan)
+    check_reward_models(plan, about_to_run)
     check_storage(plan.spec.storage_root())
     check_plan_data(plan)
 
@@ -145,6 +146,30 @@ def _check_offline_cache(model_id: str, refs: list) -> None:
                 f"checkpoint {ref.label!r}: {model_id}@{ref.revision} is not in the local Hugging Face cache and "
                 f"HF_HUB_OFFLINE=1; download it first (`huggingface-cli download {model_id} --revision "
                 f"{ref.revision}`) or unset HF_HUB_OFFLINE")
+
+
+def check_reward_models(plan: Plan, about_to_run: bool = True) -> None:
+    """Every rejection_sampling stage's reward model loads as a one-output sequence classifier: a local
+    folder always; a hub id when about to run (its config from the hub, or the cache when offline)."""
+    from evals.reward_model import RewardModel, RewardModelError, check_reward_model
+
+    seen: set[RewardModel] = set()
+    for cell in plan.cells:
+        reward = None if cell.rejection is None else cell.rejection.reward
+        if not isinstance(reward, RewardModel) or reward in seen:
+            continue
+        seen.add(reward)
+        where = f"recipes: the rejection_sampling stage on {cell.train_dataset} ({cell.label}): reward.model"
+        local = reward.files_digest is not None or os.path.isabs(reward.model)
+        if local and not os.path.isdir(reward.model):
+            raise PreflightError(f"{where}: folder {reward.model} does not exist; give a reward model's folder or "
+                                 "a hub id")
+        if not local and not about_to_run:
+            continue
+        try:
+            check_reward_model(reward)
+        except RewardModelError as err:
+            raise PreflightError(f"{where}: {err}") from None
 
 
 def check_storage(root: str) -> None:

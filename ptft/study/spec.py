@@ -12,9 +12,11 @@ import difflib
 import math
 import os
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    Discriminator,
+    Tag,
     BaseModel,
     ConfigDict,
     Field,
@@ -660,6 +662,13 @@ class ExperimentSpec(BaseModel):
             raise ValueError("model: required field is missing (or give models: a list)")
         if not self.train.datasets and not self.recipes:
             raise ValueError("train.datasets: nothing to train; list datasets, or give recipes:")
+        for name, stages in self.recipes.items():  # a reward model's folder resolves against the YAML's
+            for i, stage in enumerate(stages):
+                if isinstance(stage.reward, RewardModelSpec):
+                    try:
+                        stage.reward.reward_model(self.base_dir)
+                    except ValueError as err:
+                        raise ValueError(f"recipes.{name}[{i}].reward.{err}") from None
         return self
 
     def model_specs(self) -> list[ModelSpec]:
@@ -711,6 +720,45 @@ class ReplaySpec(BaseModel):
     ratio: float = Field(gt=0.0, lt=1.0, description="Fraction of training documents drawn from it.")
 
 
+class RewardModelSpec(BaseModel):
+    """A rejection_sampling stage's reward model (docs/rejection_sampling.md): a sequence classifier with
+    one output that scores (prompt, reply), by hub id or local folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    model: str = Field(min_length=1, description="Hub id of a reward model, or a local model folder.")
+    revision: str | None = Field(None, description="Hub revision.")
+    input: Literal["auto", "chat_template", "pair", "text"] = Field(
+        "auto", description="How (prompt, reply) is fed: chat_template | pair | text | auto (chat template if any).")
+    max_length: int = Field(2048, ge=8, description="Tokens per scored input (cut from the left).")
+    batch_size: int = Field(8, ge=1, description="Replies scored per forward pass.")
+
+    def reward_model(self, base_dir: str) -> Any:
+        """The `evals.reward_model.RewardModel`: a local folder by absolute path, with its files' digest."""
+        from evals.reward_model import RewardModel, local_files_digest
+
+        path = os.path.expanduser(self.model)
+        path = path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+        local = os.path.isdir(path) or self.model.startswith((".", "/", "~"))
+        fields = self.model_dump(exclude={"batch_size"})
+        if local:
+            if self.revision is not None:
+                raise ValueError(f"revision: {self.model!r} is a local folder; revision is for hub ids")
+            fields |= {"model": path, "files_digest": local_files_digest(path) if os.path.isdir(path) else None}
+        return RewardModel(**fields)
+
+
+# A reward is a metric's name or a reward model's mapping; the tags (dropped from error paths by
+# spec_errors) let an error in the mapping name its own field, not every union member.
+_Reward = Annotated[
+    Annotated[str, Tag("tagged-metric")] | Annotated[RewardModelSpec, Tag("tagged-reward-model")],
+    Discriminator(lambda v: "tagged-metric" if isinstance(v, str) else "tagged-reward-model")]
+
+
+def _default_reward(task_type: str) -> str:
+    return "label" if task_type in ("classification", "multiple_choice") else "rougeL"
+
+
 class StageSpec(BaseModel):
     """One stage of a recipe (docs/recipes.md): a kind of training with its own data, lrs, method and
     TrainConfig overrides; its input is the model the stage before produced (its lr search's winner)."""
@@ -742,8 +790,9 @@ class StageSpec(BaseModel):
     temperature: float | None = Field(None, gt=0.0, description="rejection_sampling: sampling temperature (default 1).")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="rejection_sampling: nucleus mass (default 1).")
     seed: int | None = Field(None, description="rejection_sampling: seed of the draws (default 0).")
-    reward: str | None = Field(None, description="rejection_sampling: rougeL | exact_match | f1 | label (default: "
-                                                 "rougeL for a generation task, label for classification).")
+    reward: _Reward | None = Field(None, description=(
+        "rejection_sampling: rougeL | exact_match | f1 | label (default: rougeL for a generation or chat task, "
+        "label for classification and multiple choice), or a reward model {model: <hub id or folder>, ...}."))
     threshold: float | None = Field(None, description="rejection_sampling: keep a prompt's best only if it scores "
                                                       "at least this.")
     max_new_tokens: int | None = Field(None, ge=1, description="rejection_sampling: tokens per completion (default 64).")
@@ -754,8 +803,8 @@ class StageSpec(BaseModel):
     def _reward(cls, value: Any) -> Any:
         from evals.rejection import REWARDS
 
-        if isinstance(value, dict) and "model" in value:
-            raise ValueError("a reward model is not supported yet; score with a metric: " + ", ".join(REWARDS))
+        if isinstance(value, dict):
+            return value  # a reward model: RewardModelSpec checks its fields
         if value is not None and value not in REWARDS:
             hint = difflib.get_close_matches(str(value), REWARDS, n=1)
             did_you_mean = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -828,27 +877,30 @@ class StageSpec(BaseModel):
 
         if task.task_type not in REWARDS_FOR:
             raise ValueError(f"dataset: {self.dataset!r} is a {task.task_type} task; rejection sampling samples "
-                             "generation or classification tasks")
-        reward = self.reward or ("label" if task.task_type == "classification" else "rougeL")
-        if reward not in REWARDS_FOR[task.task_type]:
-            raise ValueError(f"reward: {reward!r} scores a classification task's label; {self.dataset!r} is a "
-                             f"{task.task_type} task: use {', '.join(REWARDS_FOR[task.task_type])}")
+                             f"{', '.join(REWARDS_FOR)} tasks")
+        reward = self.reward or _default_reward(task.task_type)
+        if isinstance(reward, str) and reward not in REWARDS_FOR[task.task_type]:
+            raise ValueError(f"reward: {reward!r} scores a label or a choice; {self.dataset!r} is a "
+                             f"{task.task_type} task: use {', '.join(REWARDS_FOR[task.task_type])} or a reward model")
         if self.method is not None and self.method.method.prefix_length:
             raise ValueError(f"method: {self.method.label} cannot sample (a prompt method trains no weights "
                              "to merge); use full or lora")
         return self
 
-    def rejection_config(self) -> Any:
-        """A rejection_sampling stage's `evals.rejection.RejectionConfig` (defaults filled in)."""
+    def rejection_config(self, base_dir: str = ".") -> Any:
+        """A rejection_sampling stage's `evals.rejection.RejectionConfig` (defaults filled in; a reward
+        model's local folder resolved against `base_dir` and entered by its files)."""
         from evals.rejection import RejectionConfig
         from ptft import tasks
 
         assert self.kind == "rejection_sampling" and self.dataset is not None
-        classification = tasks.get_task(self.dataset).task_type == "classification"
         given = {k: getattr(self, k) for k in ("samples", "temperature", "top_p", "seed", "threshold",
                                                 "max_new_tokens", "prompts") if getattr(self, k) is not None}
-        return RejectionConfig(dataset=self.dataset, fmt=self.format or "default",
-                               reward=self.reward or ("label" if classification else "rougeL"), **given)
+        reward = self.reward or _default_reward(tasks.get_task(self.dataset).task_type)
+        if isinstance(reward, RewardModelSpec):
+            given["reward_batch_size"] = reward.batch_size
+            reward = reward.reward_model(base_dir)
+        return RejectionConfig(dataset=self.dataset, fmt=self.format or "default", reward=reward, **given)
 
     def sft_datasets(self) -> list[TrainDataset]:
         if self.datasets:

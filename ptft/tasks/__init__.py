@@ -34,7 +34,7 @@ from ptft.tasks.preferences import (  # preference pairs for DPO (docs/dpo.md)
     preference_set,
 )
 from ptft.tasks.registry import get_task, in_domain, list_tasks
-from ptft.tasks.sets import eval_set, training_set
+from ptft.tasks.sets import eval_set, training_rows, training_set
 from ptft.tasks.types import (
     FORMATS,
     MODES,
@@ -52,7 +52,7 @@ __all__ = [
     "RenderedSet", "Segment", "TaskDeclaration", "TaskDeclarationError", "TaskSpec", "UnknownTaskError",
     "declarations_from_spec_value", "declared_tasks", "eval_set", "get_task", "in_domain", "list_tasks",
     "load_rows", "load_task_file", "join_space", "load_split", "register_declared", "template_version",
-    "token_boundary", "training_set",
+    "token_boundary", "training_rows", "training_set",
     # raw-text corpora for continual pre-training (docs/continual_pt.md)
     "CorpusDocuments", "CorpusSpec", "UnknownCorpusError", "corpus_documents", "get_corpus", "is_corpus",
     "list_corpora", "register_corpus",

@@ -34,8 +34,7 @@ def _render(spec: TaskSpec, dataset: Any, indices: Iterable[int], split: str, fm
     """
     for i in indices:
         try:
-            yield i, render_row(spec, dataset[i], fmt, mode, RowContext(spec, split, i),
-                                f"{spec.name}/{split}/{i}")
+            yield i, render_row(spec, dataset[i], fmt, mode, RowContext(spec, split, i), _row_id(spec, split, i))
         except DataError as err:
             located, row_is_bad = _as_written(err, spec, split, fmt, mode, source, i)
             if on_error == "raise" or not row_is_bad:  # a file-wide problem is never skipped row by row
@@ -89,10 +88,7 @@ def training_set(task: str, fmt: str, mode: str = "fixed", source: str = "hub", 
     spec = get_task(task)
     require_format(spec, fmt, mode)
     check_choice("on_error", on_error, ON_ERROR)
-    if spec.train_split is None:
-        raise ValueError(f"{task} has no training split; it is an evaluation-only dataset")
-    dataset = load_split(spec, spec.train_split, source)
-    indices = subset_indices(spec, len(dataset))
+    dataset, indices = _training_subset(spec, source)
     counts = {"rows": len(dataset), "subset": len(indices), "skipped_bad_rows": 0,
               "subset_short": max(0, (spec.train_subset_size or 0) - len(indices))}
     if limit is not None:
@@ -102,6 +98,25 @@ def training_set(task: str, fmt: str, mode: str = "fixed", source: str = "hub", 
     counts["rendered"] = len(examples)
     checksum = _checksum([[r.example_id, [[s.text, s.train, s.eos] for s in r.segments]] for r in examples])
     return RenderedSet(spec, fmt, mode, examples, checksum, counts)
+
+
+def _training_subset(spec: TaskSpec, source: str) -> tuple[Any, list[int]]:
+    if spec.train_split is None:
+        raise ValueError(f"{spec.name} has no training split; it is an evaluation-only dataset")
+    dataset = load_split(spec, spec.train_split, source)
+    return dataset, subset_indices(spec, len(dataset))
+
+
+def training_rows(task: str, source: str = "hub", limit: int | None = None) -> dict[str, dict[str, Any]]:
+    """The raw rows of `training_set`'s examples, by example id (what a rendered example came from:
+    rejection sampling keeps a chat row's turns)."""
+    spec = get_task(task)
+    dataset, indices = _training_subset(spec, source)
+    return {_row_id(spec, spec.train_split, i): dataset[i] for i in indices[:limit]}
+
+
+def _row_id(spec: TaskSpec, split: str, i: int) -> str:
+    return f"{spec.name}/{split}/{i}"
 
 
 def _draw_shots(pool_spec: TaskSpec, pool: Any, split: str, k: int, seed: int, fmt: str, mode: str,

@@ -139,3 +139,83 @@ def test_the_kept_set_renders_as_the_sft_input(tmp_path):
         return sorted((r.prompt, r.completion, r.segments) for r in rendered_set.examples)
 
     assert len(rendered.examples) == 3 and views(rendered) == views(original)
+
+
+def test_a_chat_prompt_is_fed_as_sft_fed_it(tiny_model_dir):
+    """Tulu's prompts, with the eos after each earlier reply, tokenize to exactly the tokens SFT trained on
+    before the row's last reply; the turns are the row's own."""
+    from transformers import AutoTokenizer
+
+    from evals.rejection import prompt_set
+    from ptft import tasks
+    from trainers.examples import leading_special_ids, tokenize_rendered
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompts, stops = prompt_set(RejectionConfig(dataset="tulu"), "mini")
+    rendered = {r.example_id: r for r in tasks.training_set("tulu", "default", "fixed", source="mini").examples}
+    rows = tasks.training_rows("tulu", "mini")
+    assert "<|user|>" in stops and sum(bool(p.eos_at) for p in prompts) > 5  # multi-turn rows are there
+    for p in prompts:
+        r = rendered[p.prompt_id]
+        example, _ = tokenize_rendered(r, tok, 4096)
+        reply = [*tok(r.completion, add_special_tokens=False)["input_ids"], tok.eos_token_id]
+        before_reply = list(example.input_ids[len(leading_special_ids(tok)):len(example.input_ids) - len(reply)])
+        assert tok(p.context(tok.eos_token), add_special_tokens=False)["input_ids"] == before_reply
+        messages = rows[p.prompt_id]["messages"]
+        assert [{"role": role, "content": content} for role, content in p.messages] == messages[:-1]
+        assert p.gold == messages[-1]["content"].strip()
+
+
+def test_a_kept_chat_reply_renders_as_sft_on_tulu(tmp_path):
+    """The kept set of a chat prompt set is a chat task: a kept row renders as the original row with the
+    kept reply in its last turn."""
+    from evals.rejection import kept_data_task, prompt_set, summarize, write_stage_data
+    from ptft import tasks
+
+    config = RejectionConfig(dataset="tulu", prompts=6)
+    prompts, _ = prompt_set(config, "mini")
+    scored = [Scored(p.prompt_id, 0, " " + p.gold + " ", 1.0) for p in prompts]  # the gold, as sampled
+    kept = select_best(scored, None)
+    out = str(tmp_path / "stage")
+    write_stage_data(out, prompts, scored, kept, summarize(prompts, scored, kept, config))
+    declaration = kept_data_task(out, "chat0001", config)
+    assert declaration.type == "chat"
+    tasks.register_declared(declaration)
+    original = tasks.training_set("tulu", "default", "fixed", source="mini", limit=6)
+    again = tasks.training_set("rs_chat0001", "default", "fixed", source="mini")
+    assert sorted(map(repr, (r.segments for r in again.examples))) == \
+        sorted(map(repr, (r.segments for r in original.examples)))
+
+
+def test_a_multiple_choice_prompt_set_scores_the_choice(tiny_lm, tmp_path):
+    """A declared multiple-choice task with a training split: its prompts are sampled, the label reward
+    is the gold choice's text, and a kept row renders as SFT on the task feeds it."""
+    from evals.rejection import kept_data_task, prompt_set, summarize, write_stage_data
+    from ptft import tasks
+
+    rows = [{"q": f"{a} + {b}?", "options": [str(a + b - 1), str(a + b), str(a + b + 1)], "gold": 1}
+            for a in range(3) for b in range(3)]
+    folder = tmp_path / "sums"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks.register_declared(tasks.TaskDeclaration.model_validate({
+        "name": "sums_mc", "type": "multiple_choice", "source": {"folder": str(folder)},
+        "splits": {"train": "train"}, "columns": {"question": "q", "choices": "options", "answer": "gold"},
+        "templates": {"default": "Q: {question}\nA:"}}))
+    config = RejectionConfig(dataset="sums_mc", reward="label", samples=2, max_new_tokens=4)
+    prompts, stops = prompt_set(config, "mini")
+    assert stops == ("\n",) and len(prompts) == 9
+    assert {p.prompt.split("Q: ")[1].split("?")[0]: p.gold for p in prompts}["1 + 2"] == "3"
+    summary = sample_and_score("unused", config, str(tmp_path / "sampled"), source="mini", lm=tiny_lm)
+    assert summary["samples"] == 18 and 0.0 <= summary["mean_score"] <= 1.0
+    # the gold choice, sampled with its leading space, scores 1 and renders as SFT on the task
+    scored = [Scored(p.prompt_id, 0, " " + p.gold, reward_function("label")(" " + p.gold, p.gold)) for p in prompts]
+    assert all(s.score == 1.0 for s in scored)
+    out = str(tmp_path / "stage")
+    kept = select_best(scored, 1.0)
+    write_stage_data(out, prompts, scored, kept, summarize(prompts, scored, kept, config))
+    tasks.register_declared(kept_data_task(out, "mc000001", config))
+    original = tasks.training_set("sums_mc", "default", "fixed", source="mini")
+    again = tasks.training_set("rs_mc000001", "default", "fixed", source="mini")
+    assert sorted(map(repr, (r.segments for r in again.examples))) == \
+        sorted(map(repr, (r.segments for r in original.examples)))

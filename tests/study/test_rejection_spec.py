@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from evals.rejection import RejectionConfig
+from evals.reward_model import RewardModel
 from ptft.study.plan import build_plan
 from ptft.study.spec import SpecError, parse_spec
 from tests.study.conftest import edited
@@ -63,9 +64,13 @@ def test_its_id_hashes_its_input(smoke_raw):
 def test_bad_stages_fail_before_anything_runs(smoke_raw):
     assert "unknown reward metric 'rouge' (did you mean 'rougeL'?); known: rougeL, exact_match, f1, label" in \
         _error(smoke_raw, {**RS, "reward": "rouge"})
-    assert "a reward model is not supported yet" in _error(smoke_raw, {**RS, "reward": {"model": "org/rm"}})
-    assert "'label' scores a classification task's label; 'xsum' is a generation task" in \
+    assert "'label' scores a label or a choice; 'xsum' is a generation task" in \
         _error(smoke_raw, {**RS, "reward": "label"})
+    assert "'label' scores a label or a choice; 'tulu' is a chat task" in \
+        _error(smoke_raw, {**RS, "dataset": "tulu", "reward": "label"})
+    assert "reward.model_name" in _error(smoke_raw, {**RS, "reward": {"model_name": "org/rm"}})
+    assert "reward.input" in _error(smoke_raw, {**RS, "reward": {"model": "org/rm", "input": "messages"}})
+    assert "reward.batch_size" in _error(smoke_raw, {**RS, "reward": {"model": "org/rm", "batch_size": 0}})
     assert "samples" in _error(smoke_raw, {**RS, "samples": 0})
     assert "temperature" in _error(smoke_raw, {**RS, "temperature": 0})
     assert "top_p" in _error(smoke_raw, {**RS, "top_p": 1.5})
@@ -73,3 +78,73 @@ def test_bad_stages_fail_before_anything_runs(smoke_raw):
     assert "unknown task 'nope'" in _error(smoke_raw, {**RS, "dataset": "nope"})
     assert "samples is a rejection_sampling setting" in _error(smoke_raw, {**XSUM_SFT, "samples": 4})
     assert "did you mean 'rejection_sampling'" in _error(smoke_raw, {**RS, "kind": "rejection_sample"})
+
+
+def test_a_chat_prompt_set_and_a_reward_model_by_hub_id(smoke_raw):
+    """The issue's recipe: sft on tulu, rejection sampling on tulu's prompts scored by a reward model, dpo."""
+    reward = {"model": "OpenAssistant/reward-model-deberta-v3-large-v2", "revision": "main", "input": "pair",
+              "batch_size": 4}
+    recipe = [{"kind": "sft", "datasets": ["tulu"], "formats": ["default"], "max_steps": 2},
+              {"kind": "rejection_sampling", "dataset": "tulu", "samples": 2, "reward": reward},
+              {"kind": "dpo", "dataset": "ultrafeedback"}]
+    plan = _plan(smoke_raw, {"llama-style": recipe})
+    rs_cells = [c for c in plan.cells if c.rejection]
+    assert len(rs_cells) == len({c.checkpoint for c in plan.cells})  # one per checkpoint
+    rs = rs_cells[0]
+    assert rs.rejection.reward == RewardModel(model=reward["model"], revision="main", input="pair")
+    assert rs.rejection.reward_batch_size == 4 and rs.rejection.reward_name == reward["model"]
+    dpo = [c for c in plan.cells if c.objective.kind == "dpo" and c.checkpoint == rs.checkpoint]
+    assert dpo and all(c.parent == rs.cell_id and c.prior_stages == "sft:tulu/default>rejection_sampling:tulu" for c in dpo)
+    # what defines the reward moves the id; the batch size it is scored in does not
+    def rs_id(**changes):
+        stage = {**recipe[1], "reward": {**reward, **changes}}
+        return next(c.cell_id for c in _plan(smoke_raw, {"llama-style": [recipe[0], stage]}).cells
+                    if c.rejection and c.checkpoint == rs.checkpoint)
+    assert rs_id() == rs.cell_id and rs_id(batch_size=16) == rs.cell_id
+    assert len({rs.cell_id, rs_id(model="org/other-rm"), rs_id(revision="v2"), rs_id(input="text"),
+                rs_id(max_length=512)}) == 5
+    # a chat task is scored against its gold reply by default
+    metric = _plan(smoke_raw, {"r": [{"kind": "rejection_sampling", "dataset": "tulu"}]})
+    assert next(c for c in metric.cells if c.rejection).rejection.reward == "rougeL"
+
+
+def test_a_local_reward_model_enters_by_its_files(smoke_raw, tmp_path):
+    from ptft.core.tiny import build_tiny_reward_model
+
+    folder = build_tiny_reward_model(str(tmp_path / "rm"))
+    stage = {**RS, "reward": {"model": "rm"}}
+    def rs_cells():
+        raw = edited(smoke_raw, recipes={"a": [stage]})
+        return [c for c in build_plan(parse_spec(raw, base_dir=str(tmp_path))).cells if c.rejection][0]
+    cell = rs_cells()
+    assert cell.rejection.reward.model == folder and cell.rejection.reward.files_digest
+    with open(tmp_path / "rm" / "extra.json", "w") as f:  # the folder was re-exported: another reward
+        f.write("{}")
+    assert rs_cells().cell_id != cell.cell_id
+    with pytest.raises(SpecError, match="reward.revision: 'rm' is a local folder"):
+        parse_spec(edited(smoke_raw, recipes={"a": [{**RS, "reward": {"model": "rm", "revision": "v1"}}]}),
+                   base_dir=str(tmp_path))
+
+
+def test_the_preflight_checks_the_reward_model(smoke_raw, tmp_path):
+    from ptft.core.tiny import build_tiny_model, build_tiny_reward_model
+    from ptft.study.preflight import PreflightError, check_reward_models
+
+    build_tiny_reward_model(str(tmp_path / "rm"))
+    build_tiny_model(str(tmp_path / "lm"))
+
+    def check(model: str, **reward) -> None:
+        raw = edited(smoke_raw, recipes={"a": [{**RS, "reward": {"model": model, **reward}}]})
+        check_reward_models(build_plan(parse_spec(raw, base_dir=str(tmp_path))))
+
+    check("rm")
+    check("rm", input="pair")
+    with pytest.raises(PreflightError, match=r"reward.model: folder .*/missing does not exist"):
+        check("./missing")
+    with pytest.raises(PreflightError, match="is a OlmoForCausalLM, not a sequence classifier"):
+        check("lm")
+    with pytest.raises(PreflightError, match="input chat_template, but its tokenizer has no chat template"):
+        check("rm", input="chat_template")
+    # a hub id is looked up when about to run: offline and not cached, it says so
+    with pytest.raises(PreflightError, match="org-that-is-not/there.*config does not load"):
+        check("org-that-is-not/there")
