@@ -220,14 +220,17 @@ def _stages(analysis: Analysis, figures: dict[str, bytes]) -> str:
         shown = [c for c in ("val_ppl_before", "val_ppl", "old_ppl_before", "old_ppl", "reward_accuracy", "margin",
                             "kept_fraction", "mean_best_score")
                  if c in analysis.stage_training and analysis.stage_training[c].notna().any()]
+        rewards = ([ht.text("reward")] if "reward" in analysis.stage_training
+                   and analysis.stage_training["reward"].notna().any() else [])
         training = ("<h3>Each stage on its own held-out data</h3><p>The winning lr's final metrics: perplexity "
                     "on the new corpus (val_ppl) and on the old one (old_ppl) for continual pre-training, each beside the "
                     "input model's (_before); reward "
                     "accuracy (chosen margin &gt; 0; 0.5 is chance) and the mean margin on held-out pairs for DPO; the "
-                    "fraction of prompts kept and the mean best reward for rejection sampling."
+                    "fraction of prompts kept and the mean best reward for rejection sampling (a metric in [0, 1], or a "
+                    "reward model's score on its own scale: the reward column names which)."
                     "</p>" + ht.render_table(analysis.stage_training,
                                              [ht.text("lineage", "stages"), ht.checkpoint(), ht.text("objective"),
-                                              ht.lr(), *[ht.value(c, metric_field=None) for c in shown]],
+                                              ht.lr(), *[ht.value(c, metric_field=None) for c in shown], *rewards],
                                              table_id="t-stage-training"))
     return (intro + training + _images(figures, "stages_") + ht.render_table(summary, columns, table_id="t-stages")
             + ht.collapsed("Every eval cell of every stage",

@@ -138,9 +138,13 @@ def stage_training_table(storage_path: str) -> pd.DataFrame:
 
 
 def _sampled(layout, cell: dict) -> dict:
-    """A rejection_sampling cell's kept fraction and mean best reward (its stage folder's summary.json)."""
+    """A rejection_sampling cell's kept fraction, mean best reward and what scored it (its stage folder's
+    summary.json)."""
     from ptft.core import storage
 
     path = storage.join(layout.stage_data(cell["cell_id"]), "summary.json")
     summary = storage.read_json(path) if cell.get("rejection") and storage.exists(path) else {}
-    return {"kept_fraction": summary.get("kept_fraction"), "mean_best_score": summary.get("mean_best_score")}
+    reward = summary.get("config", {}).get("reward")
+    return {"kept_fraction": summary.get("kept_fraction"), "mean_best_score": summary.get("mean_best_score"),
+            # the metric's name, or the reward model's id (its scores are on its own scale)
+            "reward": reward.get("model") if isinstance(reward, dict) else reward}

@@ -27,11 +27,12 @@ def test_a_rejection_sampling_stage_row(tmp_path):
     for cell_id, trial in (("c2", "t2"), ("c3", "t3")):
         _write(tmp_path / "selection" / f"{cell_id}.json", {"winner": {"trial_id": trial, "lr": 1e-3}})
         _write(tmp_path / "trials" / trial / "manifest.json", {"metrics": {"val_loss": 1.5}})
-    _write(tmp_path / "stages" / "c2" / "summary.json", {"kept_fraction": 0.75, "mean_best_score": 0.4})
+    _write(tmp_path / "stages" / "c2" / "summary.json", {"kept_fraction": 0.75, "mean_best_score": 0.4,
+                                                                 "config": {"reward": {"model": "org/rm"}}})
     assert layout.stage_data("c2") == str(tmp_path / "stages" / "c2")
     table = stage_training_table(str(tmp_path)).set_index("lineage")
     row = table.loc["sft:xsum/default>rejection_sampling:xsum"]
     assert row["objective"] == "rejection_sampling" and row["kept_fraction"] == 0.75
-    assert row["mean_best_score"] == 0.4 and row["val_loss"] == 1.5
+    assert row["mean_best_score"] == 0.4 and row["val_loss"] == 1.5 and row["reward"] == "org/rm"
     other = table.loc["sft:xsum/default>sft:mnli/default"]
     assert other["objective"] == "sft" and pd.isna(other["kept_fraction"])
