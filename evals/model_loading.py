@@ -196,24 +196,12 @@ def local_model_copy(uri: str, cache_root: str | None = None) -> str:
     root = cache_root or os.environ.get("PTFT_MODEL_CACHE") or os.path.join(
         os.path.expanduser("~"), ".cache", "ptft", "models")
     dest = os.path.join(root, content_hash({"uri": uri}, length=16))
-    stamp = os.path.join(dest, ".ptft-listing.json")
     try:
-        files = storage.list_files(uri)
+        return storage.local_copy(uri, dest)
+    except FileNotFoundError:
+        raise ModelLoadError(f"model directory {uri!r} is empty or does not exist") from None
     except Exception as exc:  # credentials, bucket, network: the caller reports the model by name
-        raise ModelLoadError(f"could not list model directory {uri!r}: {exc}") from exc
-    listing = [list(entry) for entry in files]  # as the JSON stamp stores it
-    if not listing:
-        raise ModelLoadError(f"model directory {uri!r} is empty or does not exist")
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            if json.load(f) == listing:
-                return dest
-    try:
-        storage.download_dir(uri, dest, files)
-    except Exception as exc:
-        raise ModelLoadError(f"could not download model directory {uri!r}: {exc}") from exc
-    storage.atomic_write_json(stamp, listing)
-    return dest
+        raise ModelLoadError(f"could not fetch model directory {uri!r}: {exc}") from exc
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".model", ".txt")

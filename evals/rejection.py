@@ -311,4 +311,15 @@ def kept_data_task(folder: str, cell_id: str, config: RejectionConfig) -> Any:
     if not is_done(folder):
         raise ValueError(f"cell {cell_id}: its rejection-sampled data is not there yet ({folder})")
     chat = tasks.get_task(config.dataset).task_type == "chat"
-    return kept_declaration(folder, kept_task_name(cell_id), config.fmt, chat=chat)
+    local = storage.local_copy(folder, local_stage_copy(folder)) if storage.is_remote(folder) else folder
+    return kept_declaration(local, kept_task_name(cell_id), config.fmt, chat=chat)
+
+
+def local_stage_copy(uri: str) -> str:
+    """Where a stage folder in object storage is copied to be read as a folder task: under
+    `$PTFT_DATA_CACHE` (default ~/.cache/ptft/stages), by URI. A trial's workers fetch it there too
+    (`TrainJob.remote_folders`), so the declaration's folder is the same path on every node."""
+    from ptft.core.ids import content_hash
+
+    root = os.environ.get("PTFT_DATA_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ptft", "stages")
+    return os.path.join(root, content_hash({"uri": uri}, length=16))

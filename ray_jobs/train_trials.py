@@ -64,20 +64,23 @@ def train_job(spec: ExperimentSpec, trial: Trial, layout: GridLayout, resolver: 
         model, revision = layout.trial(winner).model, None
     else:
         model, revision = spec.model_named(trial.model_name).resolve(resolver, trial.checkpoint, spec.base_dir)
-    dataset, tasks = trial.train_dataset, spec.tasks
+    dataset, tasks, remote = trial.train_dataset, spec.tasks, {}
     if trial.rejection is not None:  # SFT on the kept set the grid sampled (ray_jobs/rejection_sampling.py)
         from evals.rejection import kept_data_task
         from ptft.tasks import register_declared
 
-        kept = kept_data_task(layout.stage_data(trial.cell_id), trial.cell_id, trial.rejection)
+        stage_data = layout.stage_data(trial.cell_id)
+        kept = kept_data_task(stage_data, trial.cell_id, trial.rejection)
         register_declared(kept)  # here too: the driver reads its template version
         dataset, tasks = kept.name, (*spec.tasks, kept)
+        if storage.is_remote(stage_data):  # the workers fetch the kept set to the same local folder
+            remote = {kept.source.folder: stage_data}
     return TrainJob(
         trial_id=trial.trial_id, cell_id=trial.cell_id, model=model, revision=revision,
         dataset=dataset, fmt=trial.train_format, data_mode=trial.data_mode,
         data_source=spec.data_source(), lr=trial.lr, config=trial.config, method=trial.method,
         objective=trial.objective, output_dir=layout.trial(trial.trial_id).root, tasks=tasks,
-        corpora=spec.corpora,
+        corpora=spec.corpora, remote_folders=remote,
     )
 
 

@@ -78,3 +78,23 @@ def _registries_as_found():
     for registry, copy in saved:  # in place: other modules hold these very dicts
         registry.clear()
         registry.update(copy)
+
+
+@pytest.fixture
+def s3_bucket(monkeypatch):
+    """A real S3 API on localhost (moto's server) with one bucket; yields its URI. pyarrow's S3 filesystem
+    (what `ptft.core.storage` uses for s3://) reaches it through AWS_ENDPOINT_URL, as it would a
+    MinIO or any S3-compatible store."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "test",
+                        "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    boto3.client("s3").create_bucket(Bucket="ptft-test")
+    yield "s3://ptft-test"
+    server.stop()

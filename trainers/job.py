@@ -51,6 +51,9 @@ class TrainJob(BaseModel):
         (), description="Declared tasks (docs/tasks.md) the worker registers before building data.")
     corpora: tuple[CorpusSpec, ...] = Field(
         (), description="The spec's corpora (docs/continual_pt.md) the worker registers before building data.")
+    remote_folders: dict[str, str] = Field(
+        default_factory=dict, description="Local folder -> the object-storage folder it copies (a rejection-"
+        "sampled kept set under s3:// storage): each worker fetches it before it registers the tasks.")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 import ptft
+from ptft.core import storage
 from ptft.core.integrity import model_files
 from ptft.core.layout import TrainOutput
 from ptft.core.version import code_version
@@ -82,6 +83,8 @@ class TrainState:
 
 def train_worker(job: TrainJob, reporter: Reporter | None = None) -> TrainResult:
     """Run (or resume, or skip) one trial on this worker; every rank calls it with the same job."""
+    for local, uri in job.remote_folders.items():  # on this node too (the driver's copy is on its own)
+        storage.local_copy(uri, local)
     for declaration in job.tasks:  # a Ray worker never read the spec: its declared tasks come with the job
         register_declared(declaration)
     for corpus in job.corpora:

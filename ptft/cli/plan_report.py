@@ -218,6 +218,13 @@ def print_plan(plan: Plan, estimate: Estimate, revisions: dict[str, str] | None 
             tokens = sum(estimate.train_tokens_per_trial[t.trial_id] for t in trials)
             kinds = ", ".join(sorted({t.objective.kind for t in trials}))
             console.print(f"  {('stage ' + str(stage)):<22}{len(trials)} trials ({kinds}), {_si(tokens)} training tokens")
+        sampled = [c for c in plan.cells if c.rejection is not None]
+        for config in dict.fromkeys(c.rejection for c in sampled):  # each sampling definition once
+            cells = sum(c.rejection == config for c in sampled)
+            prompts = f"{config.prompts:,}" if config.prompts else "every training"
+            console.print(f"  {'rejection sampling':<22}{cells} cell(s) on {config.dataset}: {config.samples} samples x "
+                          f"{prompts} prompts, <= {config.max_new_tokens} new tokens each, reward {config.reward_name}"
+                          + (f" (keep >= {config.threshold})" if config.threshold is not None else ""))
     rows = "registry split sizes" if estimate.data_source == "hub" else "rows counted in the local files"
     console.print(f"  rows from             {rows}")
     wall = estimate.wall

@@ -158,6 +158,48 @@ def download_dir(uri: str, local_dir: str, files: list[tuple[str, int]] | None =
         raise
 
 
+LISTING_STAMP = ".ptft-listing.json"
+
+
+def local_copy(uri: str, dest: str) -> str:
+    """`dest` as a local copy of the directory URI `uri`, fetched when missing or when the remote listing
+    (names and sizes) differs from the one the copy was made from; returns `dest`.
+
+    The copy is filled beside `dest` and renamed into place with its listing stamp, so a reader never
+    sees half of it; when several processes fetch at once, the first whole copy stays (the others drop
+    theirs). FileNotFoundError when `uri` holds no file."""
+    import shutil
+
+    files = list_files(uri)
+    if not files:
+        raise FileNotFoundError(f"{uri} is empty or does not exist")
+    listing = [list(entry) for entry in files]  # as the JSON stamp stores it
+
+    def current() -> bool:
+        try:
+            with open(os.path.join(dest, LISTING_STAMP)) as f:
+                return json.load(f) == listing
+        except (OSError, ValueError):
+            return False
+
+    if current():
+        return dest
+    parent = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".tmp-copy-", dir=parent)
+    try:
+        download_dir(uri, os.path.join(staging, "copy"), files)
+        with open(os.path.join(staging, "copy", LISTING_STAMP), "w") as f:
+            json.dump(listing, f)
+        if not current():
+            if os.path.exists(dest):
+                shutil.rmtree(dest)
+            os.replace(os.path.join(staging, "copy"), dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
 def upload_dir(local_dir: str, uri: str) -> None:
     """Copy a local directory to a directory URI (`s3://`, `gs://`, `file://`), file by file (an object
     store writes each one whole); files the destination has but `local_dir` lacks are removed afterwards

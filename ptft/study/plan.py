@@ -308,9 +308,6 @@ def _expand_recipe(spec: ExperimentSpec, model: Any, model_name: str | None, ref
     frontier: list[Cell | None] = [None]
     for index, stage in enumerate(stages):
         rejection = stage.rejection_config(spec.base_dir) if stage.kind == "rejection_sampling" else None
-        if rejection is not None and "://" in spec.storage:
-            raise ValueError(f"recipes.{recipe}[{index}]: a rejection_sampling stage reads its kept set as a "
-                             f"folder task, so storage must be a local (shared) folder, not {spec.storage}")
         objective = SftConfig() if rejection is not None else _stage_objective(stage)
         method_spec = stage.method or MethodSpec(method=FullMethod())
         entries = stage.sft_datasets() if stage.kind == "sft" else [TrainDataset.model_construct(

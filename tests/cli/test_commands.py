@@ -69,3 +69,12 @@ def test_unknown_command_is_a_usage_error(capsys):
         main(["evaluate"])
     assert exit_.value.code == 2
     assert "invalid choice: 'evaluate'" in capsys.readouterr().err
+
+
+def test_plan_says_what_a_rejection_sampling_stage_samples(smoke, capsys):
+    recipe = ('recipes={"r": [{"kind": "rejection_sampling", "dataset": "tulu", "samples": 3, "prompts": 20, '
+              '"threshold": 0.5, "reward": {"model": "org/rm"}}]}')
+    assert main(["plan", smoke, "--set", recipe]) == 0
+    out = capsys.readouterr().out
+    assert "rejection sampling    2 cell(s) on tulu: 3 samples x 20 prompts, <= 64 new tokens each, reward org/rm " \
+           "(keep >= 0.5)" in out
