@@ -19,6 +19,7 @@ from ptft.core.wandb_settings import WandbSettings
 from ptft.study.checkpoints import RevisionResolver
 from ptft.study.plan import Cell, Plan
 from ptft.tasks.declared import TaskDeclaration
+from ray_jobs.wandb_runs import cell_group
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,8 @@ class RejectionRun:
     """One cell's sampling: the input model, what to sample, where to write, how to score."""
 
     cell_id: str
-    label: str  # the cell's readable name (console, W&B)
+    label: str  # the cell's readable name (console)
+    group: str  # its W&B group: the cell's trials' and evaluations' (`wandb_runs.cell_group`)
     model: str  # a model folder or hub id
     revision: str | None
     config: RejectionConfig
@@ -62,7 +64,7 @@ def pending_runs(plan: Plan, cells: list[Cell], layout: GridLayout, resolver: Re
         if cell.rejection is None or is_done(layout.stage_data(cell.cell_id)):
             continue
         model, revision = input_model(plan, cell, layout, resolver)
-        runs.append(RejectionRun(cell.cell_id, cell.label, model, revision, cell.rejection,
+        runs.append(RejectionRun(cell.cell_id, cell.label, cell_group(cell), model, revision, cell.rejection,
                                  layout.stage_data(cell.cell_id), spec.data_source(), spec.tasks, config.device,
                                  config.precision, config.batch_size, wandb_settings))
     return runs
@@ -83,8 +85,9 @@ def sample_one_cell(run: RejectionRun) -> dict[str, Any]:
                                device=run.device, precision=run.precision, batch_size=run.batch_size)
     summary = {**summary, "seconds": time.perf_counter() - start}
     wandb_run = init_run(run.wandb, run_id=run_id("rejection_sampling", run.cell_id), name=f"rs {run.label}",
-                         group=run.label, job_type="rejection_sampling",
-                         tags=[f"dataset:{run.config.dataset}", "stage:rejection_sampling"],
+                         group=run.group, job_type="rejection_sampling",
+                         tags=[f"dataset:{run.config.dataset}", "stage:rejection_sampling",
+                               f"reward:{run.config.reward_name}"[:64]],
                          config={"cell_id": run.cell_id, "model": run.model, **run.config.model_dump(mode="json")})
     if wandb_run is not None:
         wandb_run.summary.update({k: summary[k] for k in ("prompts", "samples", "kept", "kept_fraction",

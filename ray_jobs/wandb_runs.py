@@ -58,6 +58,8 @@ def cell_group(thing: Any) -> str:
     method = _method_label(thing)
     objective = getattr(thing, "objective", None)
     kind = getattr(objective, "kind", objective)  # an ObjectiveConfig (trials, cells) or its kind (identities)
+    if getattr(thing, "rejection", None) is not None:  # SFT on a kept set: named as its records name it
+        kind = "rejection_sampling"
     prior = getattr(thing, "prior_stages", None)
     return ((f"{kind} " if kind and kind != "sft" else "") + f"{thing.train_dataset}-{thing.train_format}-ckpt {checkpoint}"
             + (f" {method}" if method else "") + (f" after {prior}" if prior else ""))

@@ -78,6 +78,16 @@ def test_sft_rejection_sampling_dpo_runs_end_to_end(tiny_checkpoints, tmp_path):
         assert len(last) and last["parent"].eq("sft:tulu/default>rejection_sampling:tulu").all()
         assert all(math.isfinite(v) for v in last["delta_vs_parent"]) and last["stage"].eq(3).all()
 
+        # W&B: the sampling run joins the cell's group, which says it is rejection sampling, not plain SFT
+        from tests.ray_jobs.wandb_files import offline_runs
+
+        runs = offline_runs(tmp_path / "storage" / "wandb")
+        (sampling,) = [r for r in runs if r.job_type == "rejection_sampling"]
+        assert sampling.group.startswith("rejection_sampling tulu-default-ckpt step100 after sft:tulu/default")
+        assert sampling.summary["kept"] == summary["kept"]
+        assert {r.group for r in runs if r.job_type == "train" and r.config.get("cell_id") == cell.cell_id} == \
+            {sampling.group}
+
         # a rerun samples nothing and trains nothing
         stamp = os.stat(storage.join(data, "samples.jsonl")).st_mtime_ns
         again = run_grid(plan)
