@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ptft.core import storage
 from evals.reward_model import RewardModel
+from ptft.core import storage
 from ptft.core.identity import defines, setting
 from ptft.tasks.metrics import text_metric
 
@@ -86,7 +86,7 @@ class Prompt:
         if not self.eos_at or not eos_token:
             return self.prompt
         cuts = (0, *self.eos_at, len(self.prompt))
-        return eos_token.join(self.prompt[a:b] for a, b in zip(cuts, cuts[1:]))
+        return eos_token.join(self.prompt[a:b] for a, b in zip(cuts, cuts[1:], strict=False))
 
 
 @dataclass(frozen=True)

@@ -302,7 +302,7 @@ def _expand_recipe(spec: ExperimentSpec, model: Any, model_name: str | None, ref
     """Add one recipe's cells on one checkpoint: every stage fans out over its datasets (and formats) and
     starts from each winner of the stage before. A cell already there (the same input and definition:
     a plain cell, or another recipe's prefix) is shared, so it trains once."""
-    from ptft.study.spec import MethodSpec, TrainDataset
+    from ptft.study.spec_train import MethodSpec, TrainDataset
 
     train = spec.train
     frontier: list[Cell | None] = [None]
