@@ -2,16 +2,19 @@
 
     config = RejectionConfig(dataset="xsum", samples=4, temperature=0.8, reward="rougeL")
     summary = sample_and_score(model_path, config, out_dir, source="mini")   # skipped when done
-    kept_declaration(out_dir, "rs_<cell_id>", "default")                      # the kept set, as a task
+    kept_data_task(out_dir, "<cell_id>", config)                             # the kept set, as a task
 
 The prompts are the task's rendered training examples (fixed mode, the stage's format): prompt = what SFT
-would feed, gold = its target. Completions are drawn by `evals.generation.sample`, each (prompt, sample)
-from its own seed (`sample_seed`), so a rerun draws the same samples whatever the batching. Each is scored
-by a reward against the gold (`REWARDS`); the best per prompt is kept when it is not empty and reaches the
-threshold. What is written (atomically, the marker last):
+would feed, gold = its target; for a chat task, every turn before a row's last reply, gold = that reply
+(`prompt_set`). Completions are drawn by `evals.generation.sample`, each (prompt, sample) from its own
+seed (`sample_seed`), so a rerun draws the same samples whatever the batching. Each is scored by a metric
+against the gold (`REWARDS`) or by a reward model (`evals.reward_model`); the best per prompt is kept
+when it is not empty and reaches the threshold. What is written (atomically, the marker last; local or
+object storage):
 
     samples.jsonl   every completion: prompt_id, sample, text, score, kept
-    kept.jsonl      the SFT set: prompt_id, prompt, target (read back as the `kept` split of a folder task)
+    kept.jsonl      the SFT set: prompt_id, prompt, target, or prompt_id, messages for a chat prompt set
+                    (read back as the `kept` split of a folder task)
     summary.json    prompts, samples, kept, kept_fraction, mean_best_score, mean_score, and the config
     DONE.json       written last: every file above with its size; trusted only if they are all there
 """
@@ -213,6 +216,7 @@ def sample_and_score(model_path: str, config: RejectionConfig, out_dir: str, sou
     if is_done(out_dir):
         return read_summary(out_dir)
     prompts, stops = prompt_set(config, source)
+    loaded = lm is None
     lm = lm if lm is not None else load_model(model_path, revision, precision=precision, device=device)
     requests, seeds, keys = [], [], []
     for p in prompts:
@@ -222,13 +226,26 @@ def sample_and_score(model_path: str, config: RejectionConfig, out_dir: str, sou
             seeds.append(sample_seed(config.seed, p.prompt_id, j))
             keys.append((p, j))
     results = sample(lm, requests, Sampling(config.temperature, config.top_p), seeds, batch_size=batch_size)
-    del lm  # a reward model is loaded next: never two live models
+    if loaded and not isinstance(config.reward, str):  # a reward model is loaded next: never two live models
+        _free(lm)
+    del lm
     texts = [r.text for r in results]
     scores = score_replies(config, [p for p, _ in keys], texts, device=device, precision=precision)
     scored = [Scored(p.prompt_id, j, text, value) for (p, j), text, value in zip(keys, texts, scores, strict=True)]
     kept = select_best(scored, config.threshold)
     write_stage_data(out_dir, prompts, scored, kept, summarize(prompts, scored, kept, config))
     return read_summary(out_dir)
+
+
+def _free(lm: Any) -> None:
+    import gc
+
+    import torch
+
+    lm.model = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def score_replies(config: RejectionConfig, prompts: Sequence[Prompt], texts: Sequence[str], *,
