@@ -31,7 +31,7 @@ from ptft.study.checkpoints import (
 )
 from ptft.study.spec_errors import SpecError, explain
 from ptft.study.spec_eval import EvalSpec
-from ptft.study.spec_fields import STRICT
+from ptft.study.spec_fields import STRICT, registered_task, supported_formats
 from ptft.study.spec_model import ModelSpec, qualified_label
 from ptft.study.spec_recipes import RewardModelSpec, StageSpec, check_recipes
 from ptft.study.spec_train import TrainSpec
@@ -188,14 +188,30 @@ class ExperimentSpec(BaseModel):
             raise ValueError("model: required field is missing (or give models: a list)")
         if not self.train.datasets and not self.recipes:
             raise ValueError("train.datasets: nothing to train; list datasets, or give recipes:")
-        for name, stages in self.recipes.items():  # a reward model's folder resolves against the YAML's
+        for name, stages in self.recipes.items():
             for i, stage in enumerate(stages):
-                if isinstance(stage.reward, RewardModelSpec):
+                self._stage_formats_exist(name, i, stage)
+                if isinstance(stage.reward, RewardModelSpec):  # its folder resolves against the YAML's
                     try:
                         stage.reward.reward_model(self.base_dir)
                     except ValueError as err:
                         raise ValueError(f"recipes.{name}[{i}].reward.{err}") from None
         return self
+
+    def _stage_formats_exist(self, name: str, i: int, stage: StageSpec) -> None:
+        """An sft stage trains each dataset in its formats (the entry's, else the stage's, else train:'s):
+        every one must exist for the dataset (Tulu has only default)."""
+        if stage.kind != "sft":
+            return
+        mode = self.train.mode
+        for j, entry in enumerate(stage.sft_datasets()):
+            task = registered_task(entry.name)
+            wanted = entry.formats or stage.formats or self.train.formats
+            missing = [f for f in wanted if not task.supports(f, mode)]
+            if missing:
+                raise ValueError(f"recipes.{name}[{i}].datasets[{j}]: dataset {entry.name!r} has no format(s) "
+                                 f"{missing} in {mode} mode (it has {supported_formats(task, mode)}); set the "
+                                 f"stage's formats: or the dataset's")
 
     def model_specs(self) -> list[ModelSpec]:
         """The pre-trained models of the grid, in the spec's order (one for a spec of `model:`)."""

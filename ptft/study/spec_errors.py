@@ -125,6 +125,7 @@ def explain(err: ValidationError, root: type[BaseModel], hidden: set[str] = froz
             where = f"{where}.{sub}" if where else sub
         bad = e.get("input")
         shown = "" if isinstance(bad, (dict, list)) or repr(bad) in msg else f" (got {bad!r})"
-        problems.append(f"{where}: {msg}{shown}")
+        # a whole-spec validator names its field itself (`recipes.r[0].reward.revision: ...`)
+        problems.append(f"{where}: {msg}{shown}" if where else f"{msg}{shown}")
     # A union of list-or-range yields duplicate lines for one mistake; keep each once, in order.
     return list(dict.fromkeys(problems))

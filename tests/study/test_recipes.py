@@ -138,3 +138,17 @@ def test_a_dpo_stage_checks_its_pairs_in_the_preflight(smoke_raw, tmp_path):
     with pytest.raises(ValueError, match=r"line 2") as info:
         check_plan_data(plan)
     assert "max_length" in str(info.value)
+
+
+def test_an_sft_stage_on_a_dataset_without_the_sections_formats_is_named(smoke_raw):
+    """train.formats lists instruct; Tulu has only default: the stage is named, not a traceback."""
+    from ptft.study.spec import SpecError, parse_spec
+    from tests.study.conftest import edited
+
+    with pytest.raises(SpecError) as err:
+        parse_spec(edited(smoke_raw, recipes={"chat": [{"kind": "sft", "datasets": ["tulu"]}]}))
+    assert str(err.value).splitlines()[-1].strip() == (
+        "recipes.chat[0].datasets[0]: dataset 'tulu' has no format(s) ['instruct'] in fixed mode (it has "
+        "['default']); set the stage's formats: or the dataset's")
+    ok = parse_spec(edited(smoke_raw, recipes={"chat": [{"kind": "sft", "datasets": ["tulu"], "formats": ["default"]}]}))
+    assert ok.recipes["chat"][0].formats == ["default"]
