@@ -148,3 +148,20 @@ def test_the_preflight_checks_the_reward_model(smoke_raw, tmp_path):
     # a hub id is looked up when about to run: offline and not cached, it says so
     with pytest.raises(PreflightError, match="org-that-is-not/there.*config does not load"):
         check("org-that-is-not/there")
+
+
+def test_the_pipeline_iterated_plans_each_round_as_its_own_cells(smoke_raw):
+    """Llama 3.1 iterates SFT -> rejection sampling -> DPO: a second round's stages are new cells, each
+    starting from the round before, with the lineage spelled out."""
+    rs = {"kind": "rejection_sampling", "dataset": "tulu", "samples": 2}
+    dpo = {"kind": "dpo", "dataset": "ultrafeedback"}
+    plan = _plan(smoke_raw, {"rounds": [{"kind": "sft", "datasets": ["tulu"], "formats": ["default"]},
+                                        rs, dpo, rs, dpo]})
+    checkpoint = next(c.checkpoint for c in plan.cells if c.recipes)
+    chain = sorted((c for c in plan.cells if c.checkpoint == checkpoint and "rounds" in c.recipes),
+                   key=lambda c: c.stage)
+    assert [c.stage for c in chain] == [1, 2, 3, 4, 5]
+    assert all(b.parent == a.cell_id for a, b in zip(chain, chain[1:], strict=False))
+    assert len({c.cell_id for c in chain}) == 5 and chain[1].rejection == chain[3].rejection
+    assert chain[4].prior_stages == ("sft:tulu/default>rejection_sampling:tulu>dpo:ultrafeedback>"
+                                     "rejection_sampling:tulu")
