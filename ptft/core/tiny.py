@@ -94,9 +94,11 @@ def tiny_olmo_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: 
 
 
 def build_tiny_model(out_dir: str, texts: Iterable[str] | None = None, seed: int = 0,
-                     vocab_size: int = 512, architecture: str = "olmo", **config_overrides) -> str:
+                     vocab_size: int = 512, architecture: str = "olmo", *, head: str = "ForCausalLM",
+                     **config_overrides) -> str:
     """Write a randomly initialised tiny model of `architecture` (default: the tiny OLMo, a key of
-    TINY_ARCHITECTURES) plus its tokenizer to `out_dir`; returns the path."""
+    TINY_ARCHITECTURES) plus its tokenizer to `out_dir`; returns the path. `head` is the model class's
+    suffix: ForCausalLM, or ForSequenceClassification (`build_tiny_reward_model`)."""
     import torch
     import transformers
 
@@ -108,7 +110,7 @@ def build_tiny_model(out_dir: str, texts: Iterable[str] | None = None, seed: int
                          eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
                          **config_overrides)
     torch.manual_seed(seed)
-    model = getattr(transformers, arch.model_class)(config)
+    model = getattr(transformers, arch.model_class.replace("ForCausalLM", head))(config)
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -119,19 +121,8 @@ def build_tiny_reward_model(out_dir: str, texts: Iterable[str] | None = None, se
                             vocab_size: int = 512, architecture: str = "llama") -> str:
     """A randomly initialised tiny reward model: `architecture`'s sequence classifier with one output
     (what a hub reward model is), plus its tokenizer, in `out_dir`; returns the path."""
-    import torch
-    import transformers
-
-    arch = TINY_ARCHITECTURES[architecture]
-    tokenizer = train_tokenizer(texts, vocab_size=vocab_size, conventions=arch.tokenizer)
-    config = tiny_config(architecture, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, num_labels=1)
-    torch.manual_seed(seed)
-    model = getattr(transformers, arch.model_class.replace("ForCausalLM", "ForSequenceClassification"))(config)
-    os.makedirs(out_dir, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return out_dir
+    return build_tiny_model(out_dir, texts, seed, vocab_size, architecture, head="ForSequenceClassification",
+                            num_labels=1)
 
 
 # ------------------------------------------------------------------------- the families' architectures
