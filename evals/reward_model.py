@@ -28,22 +28,27 @@ from pydantic import BaseModel, ConfigDict
 
 from ptft.core.identity import defines
 
-INPUTS = ("auto", "chat_template", "pair", "text")
 
-
-class RewardModel(BaseModel):
-    """What defines a reward model's scores: which model, which revision, how its input is built."""
+class RewardModelChoice(BaseModel):
+    """What a user chooses of a reward model: which model, which revision, how its input is built (the
+    spec's `reward: {...}` adds a batch size to it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
-    model: str = defines(description="A hub id of a reward model (sequence classification, one label), or a "
-                                     "local model folder.")
+    model: str = defines(min_length=1, description="A hub id of a reward model (sequence classification, one "
+                                                   "label), or a local model folder.")
     revision: str | None = defines(None, description="Hub revision (a branch, tag or commit).")
     input: Literal["auto", "chat_template", "pair", "text"] = defines(
-        "auto", description="How (prompt, reply) is fed: chat_template | pair | text | auto.")
+        "auto", description="How (prompt, reply) is fed: chat_template | pair | text | auto (the chat template "
+                            "if the tokenizer has one, else pair).")
     max_length: int = defines(2048, ge=8, description="Tokens per scored input; longer ones are cut from the left.")
+
+
+class RewardModel(RewardModelChoice):
+    """What defines a reward model's scores: the choice, and for a local folder its files."""
+
     # A local folder enters by its files (names and sizes), so a re-exported model is another reward;
-    # filled in by the spec (ptft.study.spec), None for a hub id (its revision says it).
+    # filled in by the spec (ptft.study.spec_recipes), None for a hub id (its revision says it).
     files_digest: str | None = defines(None, description="A local folder's file listing, hashed.")
 
 
@@ -68,9 +73,10 @@ def local_files_digest(folder: str) -> str:
     return content_hash(sorted(model_files(folder).items()), length=16)
 
 
-def check_reward_model(reward: RewardModel) -> None:
+def check_reward_model(reward: RewardModel, tokenizer: Any = None) -> None:
     """Before anything runs: the model's config loads (from the hub cache when offline) and says it is
-    a sequence classifier with one output; `chat_template` input needs a tokenizer with a template."""
+    a sequence classifier with one output; `chat_template` input needs a tokenizer with a template
+    (`tokenizer`, when the caller has it loaded)."""
     from transformers import AutoConfig
 
     try:
@@ -89,7 +95,8 @@ def check_reward_model(reward: RewardModel) -> None:
     if reward.input == "chat_template":
         from evals.model_loading import load_tokenizer
 
-        if not getattr(load_tokenizer(reward.model, reward.revision), "chat_template", None):
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(reward.model, reward.revision)
+        if not getattr(tokenizer, "chat_template", None):
             raise RewardModelError(f"reward model {reward.model!r}: input chat_template, but its tokenizer has "
                                    "no chat template (use input: pair or text)")
 
@@ -110,7 +117,6 @@ class RewardModelScorer:
             turns = [{"role": r, "content": c} for r, c in item.messages] or [{"role": "user", "content": item.prompt}]
             ids = tok.apply_chat_template([*turns, {"role": "assistant", "content": item.reply.strip()}],
                                           tokenize=True, return_dict=False)
-            ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
         elif self.input == "pair":
             ids = tok(item.prompt, item.reply.strip())["input_ids"]
         else:
@@ -149,8 +155,8 @@ def load_reward_model(reward: RewardModel, device: str | None = None, precision:
 
     from evals.model_loading import load_tokenizer, resolve_device, resolve_dtype
 
-    check_reward_model(reward)
     tokenizer = load_tokenizer(reward.model, reward.revision)
+    check_reward_model(reward, tokenizer)  # a causal LM would load here too, with a random head
     dev = resolve_device(device)
     try:
         model = AutoModelForSequenceClassification.from_pretrained(

@@ -160,7 +160,7 @@ def check_reward_models(plan: Plan, about_to_run: bool = True) -> None:
             continue
         seen.add(reward)
         where = f"recipes: the rejection_sampling stage on {cell.train_dataset} ({cell.label}): reward.model"
-        local = reward.files_digest is not None or os.path.isabs(reward.model)
+        local = os.path.isabs(reward.model)  # the spec made a local folder's path absolute; a hub id never is
         if local and not os.path.isdir(reward.model):
             raise PreflightError(f"{where}: folder {reward.model} does not exist; give a reward model's folder or "
                                  "a hub id")

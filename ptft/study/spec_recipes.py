@@ -10,7 +10,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -18,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from evals.reward_model import RewardModel, RewardModelChoice, local_files_digest
 from ptft.study.spec_fields import STRICT, LearningRates, check_formats, check_lr_list, lr_values
 from ptft.study.spec_train import MethodSpec, TrainDataset, TrainSpec
 from trainers.config import TrainConfig
@@ -37,23 +37,14 @@ class ReplaySpec(BaseModel):
     ratio: float = Field(gt=0.0, lt=1.0, description="Fraction of training documents drawn from it.")
 
 
-class RewardModelSpec(BaseModel):
+class RewardModelSpec(RewardModelChoice):
     """A rejection_sampling stage's reward model (docs/rejection_sampling.md): a sequence classifier with
-    one output that scores (prompt, reply), by hub id or local folder."""
+    one output that scores (prompt, reply), by hub id or local folder, and the batch it is scored in."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
-
-    model: str = Field(min_length=1, description="Hub id of a reward model, or a local model folder.")
-    revision: str | None = Field(None, description="Hub revision.")
-    input: Literal["auto", "chat_template", "pair", "text"] = Field(
-        "auto", description="How (prompt, reply) is fed: chat_template | pair | text | auto (chat template if any).")
-    max_length: int = Field(2048, ge=8, description="Tokens per scored input (cut from the left).")
     batch_size: int = Field(8, ge=1, description="Replies scored per forward pass.")
 
     def reward_model(self, base_dir: str) -> Any:
         """The `evals.reward_model.RewardModel`: a local folder by absolute path, with its files' digest."""
-        from evals.reward_model import RewardModel, local_files_digest
-
         path = os.path.expanduser(self.model)
         path = path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
         local = os.path.isdir(path) or self.model.startswith((".", "/", "~"))
