@@ -31,7 +31,7 @@ from ptft.study.checkpoints import (
 )
 from ptft.study.spec_errors import SpecError, explain
 from ptft.study.spec_eval import EvalSpec
-from ptft.study.spec_fields import STRICT, registered_task, supported_formats
+from ptft.study.spec_fields import STRICT, lacking_formats
 from ptft.study.spec_model import ModelSpec, qualified_label
 from ptft.study.spec_recipes import RewardModelSpec, StageSpec, check_recipes
 from ptft.study.spec_train import TrainSpec
@@ -203,15 +203,12 @@ class ExperimentSpec(BaseModel):
         every one must exist for the dataset (Tulu has only default)."""
         if stage.kind != "sft":
             return
-        mode = self.train.mode
         for j, entry in enumerate(stage.sft_datasets()):
-            task = registered_task(entry.name)
-            wanted = entry.formats or stage.formats or self.train.formats
-            missing = [f for f in wanted if not task.supports(f, mode)]
-            if missing:
-                raise ValueError(f"recipes.{name}[{i}].datasets[{j}]: dataset {entry.name!r} has no format(s) "
-                                 f"{missing} in {mode} mode (it has {supported_formats(task, mode)}); set the "
-                                 f"stage's formats: or the dataset's")
+            lacking = lacking_formats(entry.name, entry.formats or stage.formats or self.train.formats,
+                                      self.train.mode)
+            if lacking:
+                raise ValueError(f"recipes.{name}[{i}].datasets[{j}]: {lacking}; set the stage's formats: or the "
+                                 "dataset's")
 
     def model_specs(self) -> list[ModelSpec]:
         """The pre-trained models of the grid, in the spec's order (one for a spec of `model:`)."""

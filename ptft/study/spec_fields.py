@@ -88,6 +88,16 @@ def supported_formats(task, mode: str) -> list[str]:
     return [f for f in _formats() if task.supports(f, mode)]
 
 
+def lacking_formats(name: str, wanted: list[str], mode: str) -> str | None:
+    """What dataset `name` lacks of the formats `wanted` in `mode`, said as an error (the caller adds where
+    and the fix), or None when it has them all."""
+    task = registered_task(name)
+    missing = [f for f in wanted if not task.supports(f, mode)]
+    if not missing:
+        return None
+    return f"dataset {name!r} has no format(s) {missing} in {mode} mode (it has {supported_formats(task, mode)})"
+
+
 def check_formats(value: list[str], where: str | None = None) -> list[str]:
     allowed = _formats()
     for i, fmt in enumerate(value):

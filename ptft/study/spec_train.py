@@ -16,10 +16,10 @@ from ptft.study.spec_fields import (
     LearningRates,
     check_formats,
     check_lr_list,
+    lacking_formats,
     lr_values,
     no_duplicate_names,
     registered_task,
-    supported_formats,
 )
 from trainers.config import TrainConfig
 from trainers.methods import FullMethod, Method
@@ -119,16 +119,12 @@ class TrainSpec(TrainConfig):
     def _datasets_support_formats(self) -> TrainSpec:
         no_duplicate_names(self.datasets)
         for i, entry in enumerate(self.datasets):
-            task = registered_task(entry.name)
             wanted = entry.formats if entry.formats is not None else self.formats
             if entry.formats is not None:
                 check_formats(entry.formats, where=f"datasets[{i}].formats")
-            missing = [f for f in wanted if not task.supports(f, self.mode)]
-            if missing:
-                raise ValueError(
-                    f"datasets[{i}]: dataset {entry.name!r} has no format(s) {missing} in {self.mode} mode "
-                    f"(it has {supported_formats(task, self.mode)}); set datasets[{i}].formats"
-                )
+            lacking = lacking_formats(entry.name, wanted, self.mode)
+            if lacking:
+                raise ValueError(f"datasets[{i}]: {lacking}; set datasets[{i}].formats")
         self._check_methods()
         return self
 
